@@ -1,0 +1,102 @@
+"""One place that maps every error to RFC 9457 problem+json for a FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tsunagu.errors.problems import PROBLEM_CONTENT_TYPE, DomainError, Problem, problem_type
+from tsunagu.obs.context import current_request_id
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad-request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    429: "too-many-requests",
+    503: "service-unavailable",
+}
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        problem.model_dump(exclude_none=True),
+        status_code=problem.status,
+        media_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
+
+
+def _instance(request: Request) -> str:
+    return request.url.path
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    if exc.status >= 500:
+        log.error("request failed", extra={"problem": exc.code, "status": exc.status})
+    return problem_response(exc.to_problem(_instance(request)), exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Say where and what kind of error, never echo the input (it may hold secrets or personal data).
+    errors = [
+        {"location": ".".join(str(part) for part in err.get("loc", ())), "type": err.get("type", "invalid")}
+        for err in exc.errors()
+    ]
+    problem = Problem(
+        type=problem_type("validation-failed"),
+        title="The request did not validate",
+        status=422,
+        detail=f"{len(errors)} field(s) are invalid",
+        instance=_instance(request),
+        errors=errors,
+    )
+    return problem_response(problem)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http-error")
+    problem = Problem(
+        type=problem_type(code),
+        title=code.replace("-", " ").capitalize(),
+        status=exc.status_code,
+        detail=exc.detail if isinstance(exc.detail, str) else None,
+        instance=_instance(request),
+    )
+    return problem_response(problem, dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    request_id = current_request_id()
+    log.error("unhandled error", exc_info=exc)
+    problem = Problem(
+        type=problem_type("internal-error"),
+        title="Internal error",
+        status=500,
+        detail="The server failed; quote the request id when reporting it.",
+        instance=_instance(request),
+        request_id=request_id,
+    )
+    return problem_response(problem)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map DomainError, validation errors, HTTP errors and anything unexpected to problem+json."""
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

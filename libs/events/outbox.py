@@ -1,0 +1,200 @@
+"""Transactional outbox: the event commits with the state change; a relay publishes it later.
+
+Writers call :meth:`Outbox.add` inside the transaction that changes state, so either both commit or
+neither does. :class:`OutboxRelay` publishes unpublished rows in ``seq`` order (acks=all), then marks
+them published in the same transaction that read them. A crash after the broker's ack and before
+that commit publishes the batch again: delivery is at-least-once and consumers dedupe by event id.
+
+Only one relay publishes at a time per database (a transaction-scoped advisory lock on PostgreSQL;
+SQLite is the single-process embedded mode), so batches never overtake each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, event, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tsunagu.db import Database
+from tsunagu.events.envelope import CloudEvent, utc_now
+from tsunagu.events.registry import EventSchema
+from tsunagu.events.tables import EventTables
+from tsunagu.obs import Metrics, current_request_id, failpoint
+
+log = logging.getLogger(__name__)
+# Any constant works; it only has to be the same for every relay of one database.
+RELAY_LOCK_KEY = 0x7453_7567_0001
+
+
+class Outbox:
+    """Writes events into the caller's transaction and wakes the local relay after commit."""
+
+    def __init__(
+        self,
+        tables: EventTables,
+        source: str,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        id_provider: Callable[[], str] | None = None,
+    ) -> None:
+        self.table = tables.outbox
+        self.source = source
+        self.clock = clock
+        self.id_provider = id_provider
+        self.committed = asyncio.Event()
+
+    async def add(self, session: AsyncSession, payload: EventSchema) -> CloudEvent:
+        """Stage ``payload`` as an event in ``session``'s transaction; returns the envelope."""
+        options: dict[str, Any] = {"request_id": current_request_id(), "clock": self.clock}
+        if self.id_provider:
+            options["ids"] = self.id_provider
+        envelope = payload.to_envelope(source=self.source, **options)
+        await session.execute(
+            insert(self.table).values(
+                event_id=envelope.id,
+                topic=payload.topic,
+                partition_key=envelope.partitionkey,
+                payload=envelope.to_bytes(),
+                created_at=self.clock(),
+            )
+        )
+        if not session.info.get("tsunagu_outbox_hook"):
+            session.info["tsunagu_outbox_hook"] = True
+            event.listen(session.sync_session, "after_commit", self._after_commit, once=True)
+        return envelope
+
+    def _after_commit(self, sync_session: Any) -> None:
+        sync_session.info.pop("tsunagu_outbox_hook", None)
+        self.committed.set()
+
+
+class OutboxRelay:
+    """Publishes outbox rows to Kafka, in order, until stopped."""
+
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        producer: Any,
+        *,
+        batch_size: int = 500,
+        poll_interval_s: float = 0.2,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.table = outbox.table
+        self.producer = producer
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.metrics = metrics
+        self.clock = clock
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.outbox.committed.set()
+
+    async def run(self) -> None:
+        """Publish until :meth:`stop`; broker or database outages are retried, never fatal."""
+        backoff = self.poll_interval_s
+        while not self._stopping.is_set():
+            try:
+                published = await self.publish_batch()
+                backoff = self.poll_interval_s
+            except Exception:
+                log.exception("outbox relay batch failed; retrying")
+                published = 0
+                backoff = min(backoff * 2, 5.0)
+                await self._sleep(backoff)
+                continue
+            if published < self.batch_size:
+                await self._wait_for_work()
+
+    async def publish_batch(self) -> int:
+        """Publish one batch; returns how many events were published."""
+        async with self.db.transaction() as session:
+            if not await self._take_relay_lock(session):
+                return 0
+            rows = (
+                await session.execute(
+                    select(
+                        self.table.c.seq, self.table.c.topic, self.table.c.partition_key, self.table.c.payload
+                    )
+                    .where(self.table.c.published_at.is_(None))
+                    .order_by(self.table.c.seq)
+                    .limit(self.batch_size)
+                )
+            ).all()
+            if not rows:
+                return 0
+            acks = [
+                await self.producer.send(
+                    row.topic,
+                    value=row.payload,
+                    key=row.partition_key.encode("utf-8") if row.partition_key else None,
+                    headers=[("content-type", b"application/cloudevents+json")],
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*acks)
+            failpoint("outbox.relay.after_ack")
+            await session.execute(
+                update(self.table)
+                .where(self.table.c.seq.in_([row.seq for row in rows]))
+                .values(published_at=self.clock())
+            )
+        if self.metrics:
+            self.metrics.outbox_published.inc(len(rows))
+        return len(rows)
+
+    async def _take_relay_lock(self, session: AsyncSession) -> bool:
+        if self.db.is_sqlite:
+            return True
+        result = await session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}
+        )
+        return bool(result.scalar())
+
+    async def _wait_for_work(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.outbox.committed.wait(), self.poll_interval_s)
+        self.outbox.committed.clear()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def measure_lag(self) -> tuple[int, float]:
+        """(unpublished rows, age in seconds of the oldest), also exported as metrics."""
+        async with self.db.sessions() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(self.table.c.created_at)).where(
+                        self.table.c.published_at.is_(None)
+                    )
+                )
+            ).one()
+        age = 0.0
+        if oldest is not None:
+            oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+            age = max(0.0, (self.clock() - oldest).total_seconds())
+        if self.metrics:
+            self.metrics.outbox_pending.set(count)
+            self.metrics.outbox_oldest_age.set(age)
+        return int(count), age
+
+    async def purge_published(self, older_than: timedelta) -> int:
+        """Delete rows published before ``now - older_than`` (Kafka keeps the events)."""
+        async with self.db.transaction() as session:
+            result = await session.execute(
+                delete(self.table).where(self.table.c.published_at < self.clock() - older_than)
+            )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

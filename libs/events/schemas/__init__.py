@@ -1,0 +1,13 @@
+"""Every event contract of the platform, one module per producing service.
+
+Consumers depend on these schemas, never on the producer's code. Import :data:`registry`.
+"""
+
+from tsunagu.events.registry import EventRegistry
+
+registry = EventRegistry()
+
+# Schema modules register themselves on import; keep this list complete.
+from tsunagu.events.schemas import platform  # noqa: E402
+
+__all__ = ["platform", "registry"]

@@ -1,0 +1,55 @@
+"""Prometheus instruments of one service (one registry per app, so tests can run many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry()
+        labels = {"service": service}
+        self.http_requests = Counter(
+            "tsunagu_http_requests",
+            "HTTP requests handled",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "tsunagu_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.outbox_pending = Gauge(
+            "tsunagu_outbox_pending_events", "Outbox rows not yet published", registry=self.registry
+        )
+        self.outbox_oldest_age = Gauge(
+            "tsunagu_outbox_oldest_pending_age_seconds",
+            "Age of the oldest unpublished outbox row",
+            registry=self.registry,
+        )
+        self.outbox_published = Counter(
+            "tsunagu_outbox_published_events", "Events published by the relay", registry=self.registry
+        )
+        self.consumer_events = Counter(
+            "tsunagu_consumer_events",
+            "Events seen by consumers",
+            ["consumer", "outcome"],
+            registry=self.registry,
+        )
+        self.consumer_lag = Gauge(
+            "tsunagu_consumer_lag_events",
+            "Records between the consumer position and the high watermark",
+            ["consumer", "topic", "partition"],
+            registry=self.registry,
+        )
+        self.info = Gauge("tsunagu_service_info", "Service identity", ["service"], registry=self.registry)
+        self.info.labels(**labels).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

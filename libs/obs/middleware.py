@@ -1,0 +1,105 @@
+"""ASGI middleware: request id, access log, metrics and the request body limit, in one pass."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tsunagu.obs.context import request_id_scope
+from tsunagu.obs.metrics import Metrics
+
+log = logging.getLogger("tsunagu.access")
+REQUEST_ID_HEADER = b"x-request-id"
+_TOO_LARGE = json.dumps(
+    {"type": "urn:tsunagu:problem:payload-too-large", "title": "The request body is too large", "status": 413}
+).encode()
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"").decode("latin-1") or None
+        with request_id_scope(incoming) as request_id:
+            await self._handle(scope, receive, send, request_id)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        started = time.perf_counter()
+        status = {"code": 500}
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            await self._reject_too_large(send, request_id)
+            status["code"] = 413
+            self._observe(scope, status["code"], started)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except BodyTooLarge:
+            status["code"] = 413
+            await self._reject_too_large(send, request_id)
+        finally:
+            self._observe(scope, status["code"], started)
+
+    async def _reject_too_large(self, send: Send, request_id: str) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (REQUEST_ID_HEADER, request_id.encode()),
+                    (b"content-length", str(len(_TOO_LARGE)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": _TOO_LARGE})
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        route: Any = scope.get("route")
+        # Label by route template, never the raw path (ids would explode the series count).
+        template = getattr(route, "path", "unmatched")
+        method = scope.get("method", "")
+        self.metrics.http_requests.labels(method=method, route=template, status=str(status)).inc()
+        self.metrics.http_latency.labels(method=method, route=template).observe(elapsed)
+        if template not in ("/metrics", "/healthz", "/readyz"):
+            log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )

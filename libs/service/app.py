@@ -1,0 +1,172 @@
+"""``create_service_app``: the same wiring for every service, so each service's app.py is tiny."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import MetaData
+
+from tsunagu.auth import AccessPolicy, InternalAuth, ServiceTokenIssuer, ServiceTokenVerifier, TrustStore
+from tsunagu.auth.keys import load_private_key
+from tsunagu.db import Database, MigrationRunner
+from tsunagu.errors.fastapi import install_problem_handlers
+from tsunagu.events import EventTables, Handler, Outbox
+from tsunagu.obs import Metrics, configure_logging
+from tsunagu.obs.middleware import ObservabilityMiddleware
+from tsunagu.service import diagnostics
+from tsunagu.service.runtime import ServiceRuntime, get_runtime, start_events
+from tsunagu.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A consumer group of this service: its name (suffix of the group id), topics and handlers."""
+
+    name: str
+    topics: Sequence[str]
+    handlers: Mapping[str, Handler]
+    tables: EventTables
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    settings: ServiceSettings
+    title: str
+    description: str
+    metadata: MetaData
+    tables: EventTables
+    migrations_dir: Path
+    routers: Sequence[APIRouter] = ()
+    consumers: Sequence[ConsumerSpec] = ()
+    # Which callers may use which permission; deny by default (extended by settings.auth).
+    grants: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    version: str = "0.1.0"
+
+
+PLATFORM_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def migration_runner(spec: ServiceSpec, url: str) -> MigrationRunner:
+    """The service's own revisions plus the shared platform branch (outbox, inbox, diagnostics)."""
+    return MigrationRunner(spec.metadata, [spec.migrations_dir, PLATFORM_MIGRATIONS], url)
+
+
+def _build_auth(
+    settings: ServiceSettings, grants: Mapping[str, Sequence[str]]
+) -> tuple[InternalAuth | None, ServiceTokenIssuer | None]:
+    auth = issuer = None
+    if settings.auth.trust_file:
+        policy = AccessPolicy({**diagnostics.DEFAULT_GRANTS, **grants, **settings.auth.extra_grants})
+        verifier = ServiceTokenVerifier(settings.service_name, TrustStore.from_file(settings.auth.trust_file))
+        auth = InternalAuth(verifier, policy)
+    if settings.auth.private_key_file:
+        issuer = ServiceTokenIssuer(settings.service_name, load_private_key(settings.auth.private_key_file))
+    if auth is None:
+        log.warning("no service trust configured: every internal call will be refused (401)")
+    return auth, issuer
+
+
+def create_service_app(spec: ServiceSpec) -> FastAPI:
+    settings = spec.settings
+    metrics = Metrics(settings.service_name)
+    consumers = [
+        *spec.consumers,
+        ConsumerSpec("diagnostics", [diagnostics.TOPIC], diagnostics.handlers(spec.metadata), spec.tables),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url)
+        if settings.migrate_on_start:
+            await migration_runner(spec, settings.database_url).upgrade(db.engine)
+        auth, issuer = _build_auth(settings, spec.grants)
+        runtime = ServiceRuntime(
+            settings=settings,
+            db=db,
+            outbox=Outbox(spec.tables, source=f"/tsunagu/{settings.service_name}"),
+            metrics=metrics,
+            auth=auth,
+            issuer=issuer,
+        )
+        app.state.runtime = runtime
+        app.state.internal_auth = auth
+        runtime.tasks.append(asyncio.create_task(start_events(runtime, consumers), name="start-events"))
+        log.info("service started", extra={"port": settings.port})
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            log.info("service stopped")
+
+    app = FastAPI(
+        title=spec.title,
+        description=spec.description,
+        version=spec.version,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,  # the bundled Swagger UI loads from a CDN; serve the spec only
+    )
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    install_problem_handlers(app)
+    app.include_router(_ops_router(metrics))
+    app.include_router(diagnostics.router(spec.metadata))
+    for router in spec.routers:
+        app.include_router(router)
+    return app
+
+
+def _ops_router(metrics: Metrics) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: the database and Kafka answer")
+    async def readyz(request: Request) -> JSONResponse:
+        runtime = get_runtime(request)
+        checks: dict[str, str] = {}
+        try:
+            await runtime.db.ping()
+            checks["database"] = "ok"
+        except Exception:
+            checks["database"] = "unavailable"
+        checks["kafka"] = "ok" if await runtime.kafka_ready() else "unavailable"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not-ready", "checks": checks},
+            status_code=200 if ready else 503,
+            headers=None if ready else {"Retry-After": "2"},
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    return router
+
+
+def run_service(factory: Callable[[Any], FastAPI], settings: ServiceSettings) -> None:
+    """Console entry point body: JSON logs, uvicorn, graceful shutdown on SIGTERM/SIGINT."""
+    configure_logging(settings.service_name, settings.log_level)
+    app = factory(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+        proxy_headers=False,
+        server_header=False,
+    )

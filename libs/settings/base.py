@@ -1,0 +1,108 @@
+"""The settings every service has; a service subclasses :class:`ServiceSettings`.
+
+Each service reads its environment under its own prefix (``TSUNAGU_SIGNER_``,
+``TSUNAGU_JLIS_SYNC_``...); nested groups use ``__`` (``TSUNAGU_CA_KAFKA__BOOTSTRAP_SERVERS``).
+Any value may instead come from a file: ``<VARIABLE>_FILE=/run/secrets/x`` reads the file, which is
+how Kubernetes and Docker secrets are mounted. A secret never needs to sit in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    # tansu answers every fetch only after the full wait: keep it low (see shared/NOTES.md).
+    fetch_max_wait_ms: int = 20
+    # Topics this service creates on start when missing (dev / single-broker defaults).
+    default_partitions: int = 3
+    replication_factor: int = 1
+
+
+class EventSettings(BaseModel):
+    relay_enabled: bool = True
+    relay_batch_size: int = 500
+    relay_poll_interval_s: float = 0.2
+    consumers_enabled: bool = True
+    consumer_max_attempts: int = 5
+    consumer_backoff_initial_s: float = 0.2
+    consumer_backoff_max_s: float = 5.0
+    published_retention_days: int = 7
+
+
+class AuthSettings(BaseModel):
+    """Service-token identity of this service and the keys of the services it trusts."""
+
+    private_key_file: Path | None = None
+    trust_file: Path | None = None
+    # Extra grants on top of the service's built-in policy: {"permission": ["caller", ...]}.
+    extra_grants: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class _FileAwareEnvSource(EnvSettingsSource):
+    """Environment source that also honours ``<VARIABLE>_FILE`` for every field."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        value, key, is_complex = super().get_field_value(field, field_name)
+        if value is None:
+            env_name = f"{self.env_prefix}{field_name}".upper()
+            path = os.environ.get(f"{env_name}_FILE")
+            if path:
+                value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        return value, key, is_complex
+
+
+class ServiceSettings(BaseSettings):
+    """Settings common to all services. Subclasses set ``service_name`` and ``model_config``."""
+
+    service_name: ClassVar[str] = "service"
+
+    model_config = SettingsConfigDict(env_nested_delimiter="__", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    environment: str = Field(default="dev", pattern="^(dev|test|production)$")
+    database_url: str = ""
+    migrate_on_start: bool = True
+    log_level: str = "INFO"
+    max_body_bytes: int = 1_048_576
+    data_dir: Path = Path(".tsunagu/data")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _FileAwareEnvSource(settings_cls), file_secret_settings)
+
+    def model_post_init(self, context: Any, /) -> None:
+        if not self.database_url:
+            # Embedded default: one SQLite file per service.
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / (self.service_name + '.db')}"
+
+    @property
+    def topic_prefix(self) -> str:
+        return f"tsunagu.{self.service_name.replace('-', '_')}"

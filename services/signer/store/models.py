@@ -1,0 +1,7 @@
+"""Tables owned by signer. Only store/ touches the database."""
+
+from tsunagu.db import new_metadata
+from tsunagu.service.diagnostics import define_platform_tables
+
+metadata = new_metadata()
+event_tables = define_platform_tables(metadata)
