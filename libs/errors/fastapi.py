@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tsunagu.errors.problems import PROBLEM_CONTENT_TYPE, DomainError, Problem, problem_type
-from tsunagu.obs.context import current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -80,23 +79,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem, dict(exc.headers or {}))
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    request_id = current_request_id()
-    log.error("unhandled error", exc_info=exc)
-    problem = Problem(
-        type=problem_type("internal-error"),
-        title="Internal error",
-        status=500,
-        detail="The server failed; quote the request id when reporting it.",
-        instance=_instance(request),
-        request_id=request_id,
-    )
-    return problem_response(problem)
-
-
 def install_problem_handlers(app: FastAPI) -> None:
-    """Map DomainError, validation errors, HTTP errors and anything unexpected to problem+json."""
+    """Map DomainError, validation errors and HTTP errors to problem+json.
+
+    Unexpected exceptions become a 500 problem in :class:`tsunagu.obs.middleware.ObservabilityMiddleware`,
+    which knows the request id.
+    """
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tsunagu.obs.context import request_id_scope
@@ -19,8 +20,23 @@ _TOO_LARGE = json.dumps(
 ).encode()
 
 
-class BodyTooLarge(Exception):
-    pass
+def internal_error_body(request_id: str) -> bytes:
+    return json.dumps(
+        {
+            "type": "urn:tsunagu:problem:internal-error",
+            "title": "Internal error",
+            "status": 500,
+            "detail": "The server failed; quote the request id when reporting it.",
+            "request_id": request_id,
+        }
+    ).encode()
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive``: FastAPI re-raises HTTP exceptions from body parsing (others become 400)."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "The request body exceeds the limit")
 
 
 class ObservabilityMiddleware:
@@ -39,7 +55,7 @@ class ObservabilityMiddleware:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         started = time.perf_counter()
-        status = {"code": 500}
+        status: dict[str, int] = {"code": 500}
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             await self._reject_too_large(send, request_id)
@@ -60,6 +76,7 @@ class ObservabilityMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                status["started"] = 1
                 message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
             await send(message)
 
@@ -68,22 +85,28 @@ class ObservabilityMiddleware:
         except BodyTooLarge:
             status["code"] = 413
             await self._reject_too_large(send, request_id)
+        except Exception as exc:
+            # Rendered here, inside the request-id scope, rather than by Starlette's outermost
+            # ServerErrorMiddleware, so the log line and the answer carry the request id.
+            log.error("unhandled error", exc_info=exc)
+            if status.get("started"):
+                raise
+            status["code"] = 500
+            await self._send_json(send, 500, internal_error_body(request_id), request_id)
         finally:
             self._observe(scope, status["code"], started)
 
     async def _reject_too_large(self, send: Send, request_id: str) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (REQUEST_ID_HEADER, request_id.encode()),
-                    (b"content-length", str(len(_TOO_LARGE)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": _TOO_LARGE})
+        await self._send_json(send, 413, _TOO_LARGE, request_id)
+
+    async def _send_json(self, send: Send, status: int, body: bytes, request_id: str) -> None:
+        headers = [
+            (b"content-type", b"application/problem+json"),
+            (REQUEST_ID_HEADER, request_id.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started

@@ -33,6 +33,7 @@ class ServiceRuntime:
     relay: OutboxRelay | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     events_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def kafka_ready(self, timeout_s: float = 2.0) -> bool:
@@ -43,19 +44,27 @@ class ServiceRuntime:
         except Exception:
             return False
 
-    async def stop(self) -> None:
-        if self.relay:
-            self.relay.stop()
-        for consumer in self.consumers:
-            consumer.stop()
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, 10)
-        for consumer in self.consumers:
-            with contextlib.suppress(Exception):
-                await consumer.consumer.stop()
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Ask every loop to finish its current step, then cancel what is still running.
+
+        Cancelling in the middle of a database call can leave a SQLite connection waiting on its
+        worker thread, so loops get the chance to stop between steps first. Tasks started while we
+        wait (start-up still in progress) are stopped too.
+        """
+        self.stopping.set()
+        deadline = asyncio.get_running_loop().time() + grace_s
+        while pending := [task for task in self.tasks if not task.done()]:
+            if self.relay:
+                self.relay.stop()
+            for consumer in self.consumers:
+                consumer.stop()
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=grace_s)
+                break
+            await asyncio.wait(pending, timeout=min(remaining, 0.1))
         if self.producer is not None:
             with contextlib.suppress(Exception):
                 await self.producer.stop()
@@ -81,13 +90,20 @@ async def start_events(runtime: ServiceRuntime, consumer_specs: list[Any]) -> No
         try:
             await ensure_topics(settings.kafka, topics, client_id=f"{name}-admin")
             producer = make_producer(settings.kafka, f"{name}-producer")
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()  # a half-started client keeps reconnecting in the background
+                raise
             break
         except Exception as exc:
             log.warning("kafka not reachable yet", extra={"error": type(exc).__name__, "retry_in_s": delay})
-            await asyncio.sleep(delay)
+            if await _stopped_within(runtime.stopping, delay):
+                return
             delay = min(delay * 2, 10)
     runtime.producer = producer
+    if runtime.stopping.is_set():
+        return
     if settings.events.relay_enabled:
         runtime.relay = OutboxRelay(
             runtime.db,
@@ -98,18 +114,20 @@ async def start_events(runtime: ServiceRuntime, consumer_specs: list[Any]) -> No
             metrics=runtime.metrics,
         )
         runtime.tasks.append(asyncio.create_task(runtime.relay.run(), name=f"{name}-relay"))
-        runtime.tasks.append(asyncio.create_task(_export_outbox_lag(runtime.relay), name=f"{name}-lag"))
+        runtime.tasks.append(
+            asyncio.create_task(_export_outbox_lag(runtime.relay, runtime.stopping), name=f"{name}-lag")
+        )
     if settings.events.consumers_enabled:
         for spec in consumer_specs:
-            await _start_consumer(runtime, spec, producer)
+            runtime.tasks.append(asyncio.create_task(_run_consumer(runtime, spec, producer), name=spec.name))
     runtime.events_ready.set()
 
 
-async def _start_consumer(runtime: ServiceRuntime, spec: Any, producer: Any) -> None:
+async def _run_consumer(runtime: ServiceRuntime, spec: Any, producer: Any) -> None:
+    """Join the group (slow on some brokers, so off the readiness path) and consume until stopped."""
     settings = runtime.settings
     group = f"{settings.service_name}.{spec.name}"
     kafka_consumer = make_consumer(settings.kafka, f"{group}-consumer", group, *spec.topics)
-    await kafka_consumer.start()
     consumer = EventConsumer(
         name=group,
         consumer=kafka_consumer,
@@ -124,23 +142,43 @@ async def _start_consumer(runtime: ServiceRuntime, spec: Any, producer: Any) -> 
         metrics=runtime.metrics,
     )
     runtime.consumers.append(consumer)
-    runtime.tasks.append(asyncio.create_task(_keep_running(consumer), name=group))
+    try:
+        while not runtime.stopping.is_set():
+            try:
+                if await _unless_stopped(runtime.stopping, kafka_consumer.start()):
+                    await consumer.run()
+                return
+            except Exception:
+                log.exception("consumer failed; restarting", extra={"consumer": group})
+                await _stopped_within(runtime.stopping, 2)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(kafka_consumer.stop(), 5)
 
 
-async def _keep_running(consumer: EventConsumer) -> None:
-    while True:
-        try:
-            await consumer.run()
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("consumer crashed; restarting", extra={"consumer": consumer.name})
-            await asyncio.sleep(1)
+async def _unless_stopped(stopping: asyncio.Event, step: Any) -> bool:
+    """Run ``step`` unless ``stopping`` is set first (then cancel it); True if it completed."""
+    work = asyncio.ensure_future(step)
+    waiter = asyncio.ensure_future(stopping.wait())
+    done, _ = await asyncio.wait({work, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if work in done:
+        waiter.cancel()
+        work.result()
+        return True
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await work
+    return False
 
 
-async def _export_outbox_lag(relay: OutboxRelay) -> None:
-    while True:
+async def _stopped_within(stopping: asyncio.Event, seconds: float) -> bool:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
+    return stopping.is_set()
+
+
+async def _export_outbox_lag(relay: OutboxRelay, stopping: asyncio.Event, every_s: float = 5.0) -> None:
+    while not stopping.is_set():
         with contextlib.suppress(Exception):
             await relay.measure_lag()
-        await asyncio.sleep(5)
+        await _stopped_within(stopping, every_s)

@@ -30,6 +30,10 @@ class KafkaSettings(BaseModel):
     sasl_password: SecretStr | None = None
     # tansu answers every fetch only after the full wait: keep it low (see shared/NOTES.md).
     fetch_max_wait_ms: int = 20
+    # Consumer-group liveness. tansu delays a (re)join by about one to two session timeouts, so
+    # the dev stack and tests shorten it; production Kafka is fine with the usual 10 s.
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
     # Topics this service creates on start when missing (dev / single-broker defaults).
     default_partitions: int = 3
     replication_factor: int = 1

@@ -41,7 +41,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
 
 @pytest.fixture
 async def kafka(broker: TansuBroker) -> KafkaSettings:
-    settings = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
+    settings = KafkaSettings(
+        bootstrap_servers=broker.bootstrap_servers, session_timeout_ms=2000, heartbeat_interval_ms=200
+    )
     await ensure_topics(settings, {support.TOPIC: 3, support.TOPIC + ".dlq": 1})
     return settings
 

@@ -17,7 +17,10 @@ from tsunagu.settings import KafkaSettings
 
 async def relay(db_url: str, bootstrap: str) -> None:
     db = Database(db_url)
-    producer = make_producer(KafkaSettings(bootstrap_servers=bootstrap), "worker-relay")
+    producer = make_producer(
+        KafkaSettings(bootstrap_servers=bootstrap, session_timeout_ms=2000, heartbeat_interval_ms=200),
+        "worker-relay",
+    )
     await producer.start()
     relay = OutboxRelay(db, Outbox(support.tables, source="/test"), producer, batch_size=500)
     while await relay.publish_batch():
@@ -28,7 +31,11 @@ async def relay(db_url: str, bootstrap: str) -> None:
 
 async def consume(db_url: str, bootstrap: str, group: str, expected: int) -> None:
     db = Database(db_url)
-    consumer, task = await support.start_consumer(db, KafkaSettings(bootstrap_servers=bootstrap), group)
+    consumer, task = await support.start_consumer(
+        db,
+        KafkaSettings(bootstrap_servers=bootstrap, session_timeout_ms=2000, heartbeat_interval_ms=200),
+        group,
+    )
 
     async def done() -> bool:
         return await support.count(db, support.applied) >= expected

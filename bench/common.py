@@ -1,0 +1,100 @@
+"""Shared helpers for the benchmarks: machine description and the result file format.
+
+Every benchmark writes ``bench/results/<benchmark>.json`` (or ``--output-dir``) in this shape::
+
+    {
+      "benchmark": "outbox",
+      "date": "2025-01-01T00:00:00Z",
+      "machine": {"cpus": 2, "memory": "23.5 GiB", "python": "3.11.7", ...},
+      "metrics": {"<name>": {"value": 1.0, "unit": "events/s", "target": 5000, "better": "higher"}},
+      "notes": ["parameters and anything else useful"]
+    }
+
+``bench/report.py`` turns all of them into ``BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+REPO_ROOT = BENCH_DIR.parent
+BETTER = ("higher", "lower")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                kib = int(line.split()[1])
+                return f"{kib / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory": _memory(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def metric(value: float, unit: str, better: str, target: float | None = None) -> dict[str, Any]:
+    """One entry of ``metrics``; ``value`` is rounded to about three significant digits or more."""
+    if better not in BETTER:
+        raise ValueError(f"better must be one of {BETTER}, not {better!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"metric value must be finite, not {value!r}")
+    rounded: float | int = round(value) if abs(value) >= 100 else round(value, 1 if abs(value) >= 10 else 2)
+    return {"value": rounded, "unit": unit, "target": target, "better": better}
+
+
+def write_result(
+    benchmark: str,
+    metrics: dict[str, dict[str, Any]],
+    *,
+    notes: list[str] | None = None,
+    output_dir: Path | None = None,
+) -> Path:
+    """Write ``<output_dir>/<benchmark>.json`` (default ``bench/results``) and return its path."""
+    for name, entry in metrics.items():
+        missing = {"value", "unit", "target", "better"} - set(entry)
+        if missing:
+            raise ValueError(f"metric {name} lacks {sorted(missing)}")
+        if entry["better"] not in BETTER:
+            raise ValueError(f"metric {name}: better must be one of {BETTER}")
+    document: dict[str, Any] = {
+        "benchmark": benchmark,
+        "date": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "machine": machine_info(),
+        "metrics": metrics,
+    }
+    if notes:
+        document["notes"] = list(notes)
+    directory = output_dir or RESULTS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{benchmark}.json"
+    path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path
