@@ -6,24 +6,24 @@ against the trust file (:class:`ServiceTokenVerifier`) and its :class:`AccessPol
 (``Depends(require_permission("signer:sign"))``).
 """
 
-from .errors import CallerNotAllowed, InvalidServiceToken, MissingServiceToken
-from .fastapi import InternalAuth, require_permission
-from .httpx_auth import ServiceTokenAuth
-from .keys import (
+from tsunagu.auth.errors import CallerNotAllowed, InvalidServiceToken, MissingServiceToken
+from tsunagu.auth.fastapi import InternalAuth, require_permission
+from tsunagu.auth.httpx_auth import ServiceTokenAuth
+from tsunagu.auth.keys import (
     ProvisionedCredentials,
     key_id,
     load_private_key,
     provision_service_credentials,
     public_jwk,
 )
-from .policy import AccessPolicy
-from .tokens import (
+from tsunagu.auth.policy import AccessPolicy
+from tsunagu.auth.tokens import (
     TOKEN_TYPE,
     ServicePrincipal,
     ServiceTokenIssuer,
     ServiceTokenVerifier,
 )
-from .trust import TrustedKey, TrustStore
+from tsunagu.auth.trust import TrustedKey, TrustStore
 
 __all__ = [
     "TOKEN_TYPE",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors.problems import Forbidden, Unauthenticated
+from tsunagu.errors import Forbidden, Unauthenticated
 
 
 class MissingServiceToken(Unauthenticated):

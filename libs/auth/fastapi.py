@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from ..errors.problems import Unauthenticated
-from .errors import MissingServiceToken
-from .policy import AccessPolicy
-from .tokens import ServicePrincipal, ServiceTokenVerifier
+from tsunagu.auth.errors import MissingServiceToken
+from tsunagu.auth.policy import AccessPolicy
+from tsunagu.auth.tokens import ServicePrincipal, ServiceTokenVerifier
+from tsunagu.errors import Unauthenticated
 
 
 @dataclass(frozen=True)

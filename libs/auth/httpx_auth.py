@@ -6,7 +6,7 @@ from collections.abc import Generator
 
 import httpx
 
-from .tokens import ServiceTokenIssuer
+from tsunagu.auth.tokens import ServiceTokenIssuer
 
 
 class ServiceTokenAuth(httpx.Auth):

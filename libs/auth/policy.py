@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .errors import CallerNotAllowed
-from .tokens import ServicePrincipal
+from tsunagu.auth.errors import CallerNotAllowed
+from tsunagu.auth.tokens import ServicePrincipal
 
 
 class AccessPolicy:

@@ -23,9 +23,9 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
-from .errors import InvalidServiceToken
-from .keys import ALGORITHM, _check_p256_private, key_id
-from .trust import TrustStore
+from tsunagu.auth.errors import InvalidServiceToken
+from tsunagu.auth.keys import ALGORITHM, _check_p256_private, key_id
+from tsunagu.auth.trust import TrustStore
 
 TOKEN_TYPE = "tsunagu-service+jwt"  # noqa: S105 - a media type, not a secret
 MAX_TOKEN_BYTES = 8 * 1024

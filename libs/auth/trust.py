@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
-from .keys import ALGORITHM
+from tsunagu.auth.keys import ALGORITHM
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ class ReceivedEvent:
     offset: int
 
 
+# (event id, topic, partition, offset): where an event was seen, as recorded in the inbox
+InboxEntry = tuple[str, str, int, int]
 Handler = Callable[[AsyncSession, ReceivedEvent], Awaitable[None]]
 
 
@@ -94,31 +96,84 @@ class EventConsumer:
             await self._export_lag()
 
     async def _process_partition(self, records: Sequence[ConsumerRecord]) -> ConsumerRecord | None:
+        """Apply a partition's fetched records in order; returns the last one fully handled.
+
+        Consecutive decodable records are applied in one transaction (one round of inbox claims,
+        one commit); if any handler fails, that transaction rolls back and the run is replayed one
+        event at a time with retries, so a poison event costs only itself.
+        """
         last = None
+        run: list[tuple[ConsumerRecord, ReceivedEvent]] = []
         for record in records:
             if self._stopping.is_set():
                 break
-            await self.process(record)
+            decoded = self._decode(record)
+            if isinstance(decoded, ReceivedEvent):
+                run.append((record, decoded))
+            else:
+                if run:  # keep order: what came before this record is applied first
+                    await self._apply_run(run)
+                    run = []
+                await self._refuse(record, decoded)
             last = record
+        if run:
+            await self._apply_run(run)
         return last
 
     async def process(self, record: ConsumerRecord) -> None:
         """Apply one record exactly once (in effect), or dead-letter it."""
+        decoded = self._decode(record)
+        if isinstance(decoded, ReceivedEvent):
+            await self._apply_run([(record, decoded)])
+        else:
+            await self._refuse(record, decoded)
+
+    def _decode(self, record: ConsumerRecord) -> ReceivedEvent | EventRejected | None:
+        """The typed event; the reason it is refused; or None if it is not for this consumer."""
         try:
             envelope = CloudEvent.from_bytes(record.value)
             data = self.registry.decode(envelope) if envelope.type in self.handlers else None
         except EventRejected as exc:
-            log.error(
-                "rejected event", extra={"consumer": self.name, "topic": record.topic, "reason": str(exc)}
-            )
-            await self._dead_letter(record, None, type(exc).__name__, attempts=0)
-            return
+            return exc
         if data is None:
+            return None
+        return ReceivedEvent(envelope, data, record.topic, record.partition, record.offset)
+
+    async def _refuse(self, record: ConsumerRecord, reason: EventRejected | None) -> None:
+        if reason is None:
             self._count("ignored")
             return
-        event = ReceivedEvent(envelope, data, record.topic, record.partition, record.offset)
-        with request_id_scope(envelope.requestid):
-            await self._apply_with_retries(record, event)
+        log.error(
+            "rejected event", extra={"consumer": self.name, "topic": record.topic, "reason": str(reason)}
+        )
+        await self._dead_letter(record, None, type(reason).__name__, attempts=0)
+
+    async def _apply_run(self, run: Sequence[tuple[ConsumerRecord, ReceivedEvent]]) -> None:
+        try:
+            applied = await self._apply_together([event for _, event in run])
+        except Exception:
+            for record, event in run:
+                with request_id_scope(event.envelope.requestid):
+                    await self._apply_with_retries(record, event)
+            return
+        self._count("applied", applied)
+        self._count("duplicate", len(run) - applied)
+
+    async def _apply_together(self, events: Sequence[ReceivedEvent]) -> int:
+        async with self.db.transaction() as session:
+            fresh = await self._claim(
+                session, [(e.envelope.id, e.topic, e.partition, e.offset) for e in events], "applied"
+            )
+            applied = 0
+            for event in events:
+                if event.envelope.id in fresh:
+                    fresh.discard(event.envelope.id)  # the same event twice in one fetch: apply once
+                    with request_id_scope(event.envelope.requestid):
+                        await self.handlers[event.envelope.type](session, event)
+                    applied += 1
+            failpoint("consumer.before_db_commit")
+        failpoint("consumer.after_db_commit")
+        return applied
 
     async def _apply_with_retries(self, record: ConsumerRecord, event: ReceivedEvent) -> None:
         delay = self.backoff_initial_s
@@ -144,40 +199,38 @@ class EventConsumer:
                 delay = min(delay * 2, self.backoff_max_s)
 
     async def _apply(self, event: ReceivedEvent) -> bool:
-        async with self.db.transaction() as session:
-            if not await self._claim(session, event.envelope.id, event, "applied"):
-                return False
-            await self.handlers[event.envelope.type](session, event)
-            failpoint("consumer.before_db_commit")
-        failpoint("consumer.after_db_commit")
-        return True
+        return await self._apply_together([event]) == 1
 
-    async def _claim(
-        self, session: AsyncSession, event_id: str, where: ReceivedEvent | ConsumerRecord, status: str
-    ) -> bool:
+    async def _claim(self, session: AsyncSession, entries: Sequence[InboxEntry], status: str) -> set[str]:
+        """Record event ids in the inbox; returns the ids that were not there before."""
         insert = sqlite_insert if self.db.is_sqlite else pg_insert
+        rows = [
+            {
+                "consumer": self.name,
+                "event_id": event_id,
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "status": status,
+                "processed_at": self.clock(),
+            }
+            for event_id, topic, partition, offset in entries
+        ]
         statement = (
             insert(self.inbox)
-            .values(
-                consumer=self.name,
-                event_id=event_id,
-                topic=where.topic,
-                partition=where.partition,
-                offset=where.offset,
-                status=status,
-                processed_at=self.clock(),
-            )
+            .values(rows)
             .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+            .returning(self.inbox.c.event_id)
         )
-        result = await session.execute(statement)
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return set((await session.execute(statement)).scalars().all())
 
     async def _dead_letter(
         self, record: ConsumerRecord, event_id: str | None, reason: str, attempts: int
     ) -> None:
         if event_id is not None:
             async with self.db.transaction() as session:
-                if not await self._claim(session, event_id, record, "dead-lettered"):
+                entry = (event_id, record.topic, record.partition, record.offset)
+                if not await self._claim(session, [entry], "dead-lettered"):
                     return  # already applied or dead-lettered by an earlier delivery
                 await self._send_dead_letter(record, reason, attempts)
         else:
@@ -197,9 +250,9 @@ class EventConsumer:
             dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
         )
 
-    def _count(self, outcome: str) -> None:
-        if self.metrics:
-            self.metrics.consumer_events.labels(consumer=self.name, outcome=outcome).inc()
+    def _count(self, outcome: str, amount: int = 1) -> None:
+        if self.metrics and amount:
+            self.metrics.consumer_events.labels(consumer=self.name, outcome=outcome).inc(amount)
 
     async def _export_lag(self) -> None:
         if not self.metrics:

@@ -18,7 +18,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, event, func, insert, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    any_,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tsunagu.db import Database
@@ -148,12 +161,18 @@ class OutboxRelay:
             failpoint("outbox.relay.after_ack")
             await session.execute(
                 update(self.table)
-                .where(self.table.c.seq.in_([row.seq for row in rows]))
+                .where(self._seq_in([row.seq for row in rows]))
                 .values(published_at=self.clock())
             )
         if self.metrics:
             self.metrics.outbox_published.inc(len(rows))
         return len(rows)
+
+    def _seq_in(self, seqs: list[int]) -> ColumnElement[bool]:
+        if self.db.is_sqlite:
+            return self.table.c.seq.in_(seqs)
+        # One array parameter instead of hundreds of scalar ones: a third of the batch time (bench/).
+        return self.table.c.seq == any_(bindparam("seqs", seqs, type_=ARRAY(BigInteger)))
 
     async def _take_relay_lock(self, session: AsyncSession) -> bool:
         if self.db.is_sqlite:

@@ -8,12 +8,11 @@ how Kubernetes and Docker secrets are mounted. A secret never needs to sit in th
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, SecretStr
-from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -60,16 +59,21 @@ class AuthSettings(BaseModel):
 
 
 class _FileAwareEnvSource(EnvSettingsSource):
-    """Environment source that also honours ``<VARIABLE>_FILE`` for every field."""
+    """Environment source where ``<VARIABLE>_FILE`` supplies ``<VARIABLE>`` from a file.
 
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        value, key, is_complex = super().get_field_value(field, field_name)
-        if value is None:
-            env_name = f"{self.env_prefix}{field_name}".upper()
-            path = os.environ.get(f"{env_name}_FILE")
-            if path:
-                value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-        return value, key, is_complex
+    Works for nested groups too (``TSUNAGU_SIGNER_PKCS11__USER_PIN_FILE``). A variable set directly
+    wins over its ``_FILE`` twin.
+    """
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        variables = dict(super()._load_env_vars())
+        prefix = (self.env_prefix or "").lower()
+        for name, path in list(variables.items()):
+            if name.startswith(prefix) and name.endswith("_file") and path:
+                target = name[: -len("_file")]
+                if variables.get(target) is None:
+                    variables[target] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        return variables
 
 
 class ServiceSettings(BaseSettings):

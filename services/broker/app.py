@@ -34,3 +34,7 @@ def create_app(settings: BrokerSettings | None = None) -> FastAPI:
 
 def main() -> None:
     run_service(create_app, BrokerSettings())
+
+
+if __name__ == "__main__":
+    main()

@@ -37,3 +37,7 @@ def create_app(settings: CaSettings | None = None) -> FastAPI:
 
 def main() -> None:
     run_service(create_app, CaSettings())
+
+
+if __name__ == "__main__":
+    main()

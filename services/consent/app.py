@@ -34,3 +34,7 @@ def create_app(settings: ConsentSettings | None = None) -> FastAPI:
 
 def main() -> None:
     run_service(create_app, ConsentSettings())
+
+
+if __name__ == "__main__":
+    main()

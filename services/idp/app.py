@@ -34,3 +34,7 @@ def create_app(settings: IdpSettings | None = None) -> FastAPI:
 
 def main() -> None:
     run_service(create_app, IdpSettings())
+
+
+if __name__ == "__main__":
+    main()

@@ -34,3 +34,7 @@ def create_app(settings: JlisSyncSettings | None = None) -> FastAPI:
 
 def main() -> None:
     run_service(create_app, JlisSyncSettings())
+
+
+if __name__ == "__main__":
+    main()

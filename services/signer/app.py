@@ -34,3 +34,7 @@ def create_app(settings: SignerSettings | None = None) -> FastAPI:
 
 def main() -> None:
     run_service(create_app, SignerSettings())
+
+
+if __name__ == "__main__":
+    main()

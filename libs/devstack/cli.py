@@ -1,0 +1,98 @@
+"""``tsunagu`` — developer commands.
+
+tsunagu dev up [--demo] [--exit-after-demo] [--postgres URL] [--state-dir DIR]
+tsunagu demo [--state-dir DIR]        # the demo story against a stack that is already up
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from tsunagu.devstack.demo import run_demo
+from tsunagu.devstack.stack import StackConfig, start_stack
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)  # noqa: T201 - a CLI talks on stdout
+
+
+def _up(args: argparse.Namespace) -> int:
+    config = StackConfig(
+        state_dir=Path(args.state_dir),
+        kafka_port=args.kafka_port,
+        base_port=args.base_port,
+        postgres_url=args.postgres,
+        log_level=args.log_level,
+    )
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    _say("Tsunagu を起動しています / starting Tsunagu…")
+    stack = start_stack(config, progress=_say)
+    try:
+        _say("すべてのサービスが準備完了 / all services ready:")
+        for name, url in stack.urls.items():
+            _say(f"  {name:<10} {url}   ({url}/openapi.json)")
+        _say(f"  logs       {config.state_dir / 'logs'}")
+        ok = True
+        if args.demo or args.exit_after_demo:
+            _say("\nデモ / demo story:")
+            ok = asyncio.run(run_demo(stack.urls, config.state_dir / "credentials", say=_say))
+        if args.exit_after_demo:
+            return 0 if ok else 1
+        _say("\nCtrl-C で停止 / press Ctrl-C to stop")
+        while not stop.wait(0.5):
+            dead = [name for name, process in stack.processes.items() if process.poll() is not None]
+            if dead:
+                _say(f"stopped unexpectedly: {', '.join(dead)} (see {config.state_dir / 'logs'})")
+                return 1
+        return 0 if ok else 1
+    finally:
+        _say("停止しています / stopping…")
+        stack.stop()
+        _say("停止しました / stopped")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    state = Path(args.state_dir)
+    described = json.loads((state / "stack.json").read_text())
+    ok = asyncio.run(run_demo(described["services"], state / "credentials", say=_say))
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tsunagu", description="Tsunagu developer commands")
+    commands = parser.add_subparsers(dest="command", required=True)
+    dev = commands.add_parser("dev", help="the embedded development stack").add_subparsers(
+        dest="action", required=True
+    )
+    up = dev.add_parser("up", help="start tansu, SoftHSM2 and every service; Ctrl-C stops all")
+    up.add_argument("--state-dir", default=".tsunagu")
+    up.add_argument("--postgres", default=None, help="PostgreSQL server URL (default: SQLite files)")
+    up.add_argument("--kafka-port", type=int, default=19092)
+    up.add_argument("--base-port", type=int, default=8101)
+    up.add_argument("--log-level", default="INFO")
+    up.add_argument("--demo", action="store_true", help="run the demo story once ready")
+    up.add_argument("--exit-after-demo", action="store_true", help="run the demo, then stop everything")
+    up.set_defaults(handler=_up)
+    demo = commands.add_parser("demo", help="run the demo story against the running stack")
+    demo.add_argument("--state-dir", default=".tsunagu")
+    demo.set_defaults(handler=_demo)
+    args = parser.parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The demo story, run against a running stack. It grows with each issue; today it proves the
+backbone: an operator's ping is recorded by one service, published through its outbox to Kafka,
+and received by every other service's consumer (service tokens on every call)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from tsunagu.auth import ServiceTokenIssuer, load_private_key
+from tsunagu.clients import DiagnosticsClient
+
+
+async def run_demo(
+    urls: Mapping[str, str],
+    credentials_dir: Path,
+    say: Callable[[str], None] = print,
+    timeout_s: float = 60.0,
+) -> bool:
+    """Run the story; returns True if every step succeeded."""
+    operator = ServiceTokenIssuer("operator", load_private_key(credentials_dir / "operator.key.pem"))
+    clients = {name: DiagnosticsClient(name, url, operator) for name, url in urls.items()}
+    try:
+        origin = "ca" if "ca" in clients else next(iter(clients))
+        say(
+            f"1. 運用者が {origin} に診断イベントを依頼 / "
+            f"the operator asks {origin} to emit a diagnostic event"
+        )
+        sent = await clients[origin].ping("demo: つなぐ")
+        say(f"   event {sent['event_id']} committed with its state change (outbox)")
+        say("2. 各サービスが Kafka から受信するのを待つ / waiting for every other service to consume it")
+        pending = {name for name in clients if name != origin}
+        started = time.monotonic()
+        while pending and time.monotonic() - started < timeout_s:
+            for name in sorted(pending):
+                receipt = await clients[name].receipt(sent["ping_id"])
+                if receipt is not None:
+                    elapsed = (time.monotonic() - started) * 1000
+                    say(f"   ✓ {name:<10} received it (event {receipt['event_id'][:8]}…, {elapsed:.0f} ms)")
+                    pending.discard(name)
+            if pending:
+                await asyncio.sleep(0.1)
+        if pending:
+            say(f"   ✗ not received by: {', '.join(sorted(pending))}")
+            return False
+        say("3. 完了 / done: outbox → Kafka → idempotent consumers work across all services")
+        return True
+    finally:
+        for client in clients.values():
+            await client.aclose()

@@ -1,0 +1,217 @@
+"""The embedded platform on one machine: tansu, a SoftHSM2 token, credentials and every service.
+
+State lives in one directory (``.tsunagu/`` by default): ``credentials/`` (service keys and the
+trust file), ``softhsm/`` (the token), ``data/`` (SQLite files), ``logs/`` (one JSON log per
+process) and ``stack.json`` (the URLs of the running stack, for ``tsunagu demo``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import make_url
+
+from tsunagu.auth import provision_service_credentials
+from tsunagu.devstack.ports import wait_for_port
+from tsunagu.devstack.softhsm import SoftHsmToken, init_token
+from tsunagu.devstack.tansu import TansuBroker
+
+# service name → (python package, default port)
+SERVICES: dict[str, tuple[str, int]] = {
+    "signer": ("signer", 8101),
+    "ca": ("ca", 8102),
+    "idp": ("idp", 8103),
+    "consent": ("consent", 8104),
+    "broker": ("broker", 8105),
+    "jlis-sync": ("jlis_sync", 8106),
+}
+OPERATOR = "operator"
+TOKEN_LABEL = "tsunagu-dev"  # noqa: S105 - a label, not a secret
+
+
+@dataclass
+class StackConfig:
+    state_dir: Path = Path(".tsunagu")
+    kafka_port: int = 19092
+    base_port: int = 8101
+    # A PostgreSQL URL; its database name is the prefix of one database per service
+    # (…/tsunagu → tsunagu_ca, tsunagu_idp, …), created when missing.
+    postgres_url: str | None = None
+    log_level: str = "INFO"
+
+
+@dataclass
+class RunningStack:
+    config: StackConfig
+    broker: TansuBroker
+    token: SoftHsmToken
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "kafka": self.broker.bootstrap_servers,
+            "services": self.urls,
+            "credentials": str(self.config.state_dir / "credentials"),
+            "softhsm_conf": str(self.token.conf_path),
+        }
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM every service (graceful shutdown), SIGKILL what is left, then the broker."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.broker.stop()
+        (self.config.state_dir / "stack.json").unlink(missing_ok=True)
+
+
+def _database_url(config: StackConfig, service: str) -> str:
+    if not config.postgres_url:
+        return f"sqlite+aiosqlite:///{config.state_dir.resolve() / 'data' / (service + '.db')}"
+    base = make_url(config.postgres_url).set(drivername="postgresql+asyncpg")
+    return base.set(database=_database_name(config, service)).render_as_string(hide_password=False)
+
+
+def _database_name(config: StackConfig, service: str) -> str:
+    prefix = make_url(config.postgres_url or "").database or "tsunagu"
+    return f"{prefix}_{service.replace('-', '_')}"
+
+
+def _create_postgres_databases(config: StackConfig) -> None:
+    if not config.postgres_url:
+        return
+    import asyncio
+
+    import asyncpg
+
+    admin_dsn = (
+        make_url(config.postgres_url)
+        .set(drivername="postgresql", database="postgres")
+        .render_as_string(hide_password=False)
+    )
+
+    async def create() -> None:
+        connection = await asyncpg.connect(admin_dsn)
+        try:
+            for service in SERVICES:
+                name = _database_name(config, service)
+                exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+                if not exists:
+                    await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+
+
+def _token(state_dir: Path) -> SoftHsmToken:
+    """Initialise (once) the dev token; its PINs are generated and kept in files, mode 0600."""
+    directory = state_dir / "softhsm"
+    directory.mkdir(parents=True, exist_ok=True)
+    pins = directory / "pins.json"
+    if not pins.exists():
+        pins.write_text(json.dumps({"user": secrets.token_hex(8), "so": secrets.token_hex(8)}))
+        pins.chmod(0o600)
+    values = json.loads(pins.read_text())
+    token = init_token(directory, TOKEN_LABEL, user_pin=values["user"], so_pin=values["so"])
+    pin_file = directory / "user-pin"
+    pin_file.write_text(values["user"])
+    pin_file.chmod(0o600)
+    return token
+
+
+def _service_env(
+    config: StackConfig, service: str, port: int, kafka: str, token: SoftHsmToken
+) -> dict[str, str]:
+    prefix = f"TSUNAGU_{SERVICES[service][0].upper()}_"
+    credentials = config.state_dir.resolve() / "credentials"
+    values = {
+        "PORT": str(port),
+        "DATABASE_URL": _database_url(config, service),
+        "LOG_LEVEL": config.log_level,
+        "ENVIRONMENT": "dev",
+        "KAFKA__BOOTSTRAP_SERVERS": kafka,
+        "KAFKA__SESSION_TIMEOUT_MS": "3000",
+        "KAFKA__HEARTBEAT_INTERVAL_MS": "500",
+        "AUTH__PRIVATE_KEY_FILE": str(credentials / f"{service}.key.pem"),
+        "AUTH__TRUST_FILE": str(credentials / "trust.json"),
+    }
+    env = {**os.environ, **{prefix + key: value for key, value in values.items()}, **token.env()}
+    if service == "signer":
+        env.update(
+            {
+                prefix + "PKCS11__MODULE_PATH": token.module_path,
+                prefix + "PKCS11__TOKEN_LABEL": token.label,
+                prefix + "PKCS11__USER_PIN_FILE": str((config.state_dir / "softhsm" / "user-pin").resolve()),
+            }
+        )
+    return env
+
+
+def start_stack(config: StackConfig, progress: Callable[[str], None] = print) -> RunningStack:
+    """Start everything and wait until every service is ready; on failure nothing is left running."""
+    state = config.state_dir
+    for sub in ("data", "logs"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    provision_service_credentials(state / "credentials", [*SERVICES, OPERATOR])
+    token = _token(state)
+    progress(f"SoftHSM2 token '{token.label}' ready ({state / 'softhsm'})")
+    _create_postgres_databases(config)
+    broker = TansuBroker(port=config.kafka_port, log_path=state / "logs" / "tansu.log").start()
+    progress(f"Kafka-compatible broker (tansu) on {broker.bootstrap_servers}")
+    stack = RunningStack(config, broker, token)
+    try:
+        for offset, (service, (package, _)) in enumerate(SERVICES.items()):
+            port = config.base_port + offset
+            log = open(state / "logs" / f"{service}.log", "ab")  # noqa: SIM115 - owned by the child
+            stack.processes[service] = subprocess.Popen(
+                [sys.executable, "-m", f"tsunagu.{package}.app"],
+                env=_service_env(config, service, port, broker.bootstrap_servers, token),
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+            stack.urls[service] = f"http://127.0.0.1:{port}"
+        _wait_until_ready(stack)
+    except BaseException:
+        stack.stop()
+        raise
+    (state / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
+    return stack
+
+
+def _wait_until_ready(stack: RunningStack, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    for service, url in stack.urls.items():
+        port = int(url.rsplit(":", 1)[1])
+        process = stack.processes[service]
+        while True:
+            if process.poll() is not None:
+                log = stack.config.state_dir / "logs" / f"{service}.log"
+                raise RuntimeError(f"{service} exited with {process.returncode}; see {log}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{service} not ready after {timeout_s} s")
+            try:
+                wait_for_port(port, timeout_s=0.5)
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except (TimeoutError, httpx.HTTPError):
+                pass
+            time.sleep(0.2)

@@ -1,0 +1,135 @@
+"""`tsunagu dev up` really starts the platform as separate processes, runs the demo, and stops clean."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.fixtures.infra import PG_ADMIN_DSN
+from tsunagu.devstack.ports import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ports_block(count: int = 6) -> int:
+    """A base port whose next ``count`` ports are free right now."""
+    for _ in range(50):
+        base = free_port()
+        if base + count < 65000 and all(_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _tsunagu(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tsunagu.devstack.cli", *args]
+
+
+def test_dev_up_runs_the_demo_on_sqlite_and_leaves_nothing_running(tmp_path: Path):
+    base, kafka = _ports_block(), free_port()
+    result = subprocess.run(
+        _tsunagu(
+            "dev",
+            "up",
+            "--exit-after-demo",
+            "--state-dir",
+            str(tmp_path),
+            "--base-port",
+            str(base),
+            "--kafka-port",
+            str(kafka),
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for service in ("signer", "idp", "consent", "broker", "jlis-sync"):
+        assert f"✓ {service}" in result.stdout
+    assert "停止しました / stopped" in result.stdout
+    assert all(_free(base + i) for i in range(6)) and _free(kafka)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir() if p.suffix == ".db") == sorted(
+        f"{s}.db" for s in ("signer", "ca", "idp", "consent", "broker", "jlis-sync")
+    )
+    assert not (tmp_path / "stack.json").exists()
+
+
+@pytest.fixture
+async def postgres_prefix():
+    prefix = f"tsunagu_e2e_{uuid.uuid4().hex[:8]}"
+    yield prefix
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        for service in ("signer", "ca", "idp", "consent", "broker", "jlis_sync"):
+            await admin.execute(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def test_dev_up_on_postgresql_serves_until_ctrl_c_then_stops_everything(
+    tmp_path: Path, postgres_prefix: str
+):
+    base, kafka = _ports_block(), free_port()
+    server = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    stack = subprocess.Popen(
+        _tsunagu(
+            "dev",
+            "up",
+            "--state-dir",
+            str(tmp_path),
+            "--base-port",
+            str(base),
+            "--kafka-port",
+            str(kafka),
+            "--postgres",
+            f"{server}/{postgres_prefix}",
+        ),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
+    try:
+        lines = []
+        assert stack.stdout is not None
+        for line in stack.stdout:
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        assert any("all services ready" in line for line in lines), "".join(lines)
+        demo = subprocess.run(
+            _tsunagu("demo", "--state-dir", str(tmp_path)),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            databases = {r["datname"] for r in await admin.fetch("SELECT datname FROM pg_database")}
+        finally:
+            await admin.close()
+        assert f"{postgres_prefix}_consent" in databases and f"{postgres_prefix}_jlis_sync" in databases
+    finally:
+        stack.send_signal(signal.SIGINT)
+        rest, _ = stack.communicate(timeout=60)
+    assert stack.returncode == 0, rest
+    assert "停止しました / stopped" in rest
+    assert all(_free(base + i) for i in range(6)) and _free(kafka)
