@@ -89,10 +89,13 @@ class EventConsumer:
             batches: dict[TopicPartition, list[ConsumerRecord]] = await self.consumer.getmany(
                 timeout_ms=200, max_records=500
             )
+            offsets = {}
             for tp, records in batches.items():
                 processed = await self._process_partition(records)
                 if processed is not None:
-                    await self.consumer.commit({tp: processed.offset + 1})
+                    offsets[tp] = processed.offset + 1
+            if offsets:  # one round trip for every partition of the fetch
+                await self.consumer.commit(offsets)
             await self._export_lag()
 
     async def _process_partition(self, records: Sequence[ConsumerRecord]) -> ConsumerRecord | None:

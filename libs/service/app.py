@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -157,12 +158,23 @@ def _ops_router(metrics: Metrics) -> APIRouter:
     return router
 
 
-def run_service(factory: Callable[[Any], FastAPI], settings: ServiceSettings) -> None:
-    """Console entry point body: JSON logs, uvicorn, graceful shutdown on SIGTERM/SIGINT."""
+def run_service(
+    build_spec: Callable[[Any], ServiceSpec], settings: ServiceSettings, argv: Sequence[str] | None = None
+) -> None:
+    """Console entry point: ``serve`` (default; uvicorn, graceful stop on SIGTERM) or ``migrate``
+    (apply the migrations and exit: the production pre-start Job)."""
+
     configure_logging(settings.service_name, settings.log_level)
-    app = factory(settings)
+    command = list(sys.argv[1:] if argv is None else argv) or ["serve"]
+    spec = build_spec(settings)
+    if command == ["migrate"]:
+        asyncio.run(migration_runner(spec, settings.database_url).upgrade())
+        log.info("migrations applied")
+        return
+    if command != ["serve"]:
+        raise SystemExit(f"usage: tsunagu-{settings.service_name} [serve|migrate]")
     uvicorn.run(
-        app,
+        create_service_app(spec),
         host=settings.host,
         port=settings.port,
         log_config=None,

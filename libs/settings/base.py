@@ -68,11 +68,16 @@ class _FileAwareEnvSource(EnvSettingsSource):
     def _load_env_vars(self) -> Mapping[str, str | None]:
         variables = dict(super()._load_env_vars())
         prefix = (self.env_prefix or "").lower()
+        if not prefix:
+            return variables  # without a service prefix every *_FILE of the machine would match
         for name, path in list(variables.items()):
             if name.startswith(prefix) and name.endswith("_file") and path:
                 target = name[: -len("_file")]
                 if variables.get(target) is None:
-                    variables[target] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+                    try:
+                        variables[target] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+                    except OSError as exc:
+                        raise ValueError(f"{name.upper()} names an unreadable file: {exc.strerror}") from None
         return variables
 
 

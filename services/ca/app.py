@@ -18,25 +18,27 @@ MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 GRANTS: dict[str, list[str]] = {}
 
 
-def create_app(settings: CaSettings | None = None) -> FastAPI:
-    settings = settings or CaSettings()
-    return create_service_app(
-        ServiceSpec(
-            settings=settings,
-            title="Tsunagu CA",
-            description=__doc__ or "",
-            metadata=metadata,
-            tables=event_tables,
-            migrations_dir=MIGRATIONS,
-            routers=routers,
-            consumers=consumers(event_tables),
-            grants=GRANTS,
-        )
+def service_spec(settings: CaSettings) -> ServiceSpec:
+    return ServiceSpec(
+        settings=settings,
+        title="Tsunagu CA",
+        description=__doc__ or "",
+        metadata=metadata,
+        tables=event_tables,
+        migrations_dir=MIGRATIONS,
+        routers=routers,
+        consumers=consumers(event_tables),
+        grants=GRANTS,
     )
 
 
+def create_app(settings: CaSettings | None = None) -> FastAPI:
+    return create_service_app(service_spec(settings or CaSettings()))
+
+
 def main() -> None:
-    run_service(create_app, CaSettings())
+    """``tsunagu-ca`` serves; ``tsunagu-ca migrate`` only applies the migrations."""
+    run_service(service_spec, CaSettings())
 
 
 if __name__ == "__main__":

@@ -15,25 +15,27 @@ MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 GRANTS: dict[str, list[str]] = {}
 
 
-def create_app(settings: ConsentSettings | None = None) -> FastAPI:
-    settings = settings or ConsentSettings()
-    return create_service_app(
-        ServiceSpec(
-            settings=settings,
-            title="Tsunagu consent",
-            description=__doc__ or "",
-            metadata=metadata,
-            tables=event_tables,
-            migrations_dir=MIGRATIONS,
-            routers=routers,
-            consumers=consumers(event_tables),
-            grants=GRANTS,
-        )
+def service_spec(settings: ConsentSettings) -> ServiceSpec:
+    return ServiceSpec(
+        settings=settings,
+        title="Tsunagu consent",
+        description=__doc__ or "",
+        metadata=metadata,
+        tables=event_tables,
+        migrations_dir=MIGRATIONS,
+        routers=routers,
+        consumers=consumers(event_tables),
+        grants=GRANTS,
     )
 
 
+def create_app(settings: ConsentSettings | None = None) -> FastAPI:
+    return create_service_app(service_spec(settings or ConsentSettings()))
+
+
 def main() -> None:
-    run_service(create_app, ConsentSettings())
+    """``tsunagu-consent`` serves; ``tsunagu-consent migrate`` only applies the migrations."""
+    run_service(service_spec, ConsentSettings())
 
 
 if __name__ == "__main__":

@@ -15,25 +15,27 @@ MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 GRANTS: dict[str, list[str]] = {}
 
 
-def create_app(settings: JlisSyncSettings | None = None) -> FastAPI:
-    settings = settings or JlisSyncSettings()
-    return create_service_app(
-        ServiceSpec(
-            settings=settings,
-            title="Tsunagu jlis-sync",
-            description=__doc__ or "",
-            metadata=metadata,
-            tables=event_tables,
-            migrations_dir=MIGRATIONS,
-            routers=routers,
-            consumers=consumers(event_tables),
-            grants=GRANTS,
-        )
+def service_spec(settings: JlisSyncSettings) -> ServiceSpec:
+    return ServiceSpec(
+        settings=settings,
+        title="Tsunagu jlis-sync",
+        description=__doc__ or "",
+        metadata=metadata,
+        tables=event_tables,
+        migrations_dir=MIGRATIONS,
+        routers=routers,
+        consumers=consumers(event_tables),
+        grants=GRANTS,
     )
 
 
+def create_app(settings: JlisSyncSettings | None = None) -> FastAPI:
+    return create_service_app(service_spec(settings or JlisSyncSettings()))
+
+
 def main() -> None:
-    run_service(create_app, JlisSyncSettings())
+    """``tsunagu-jlis-sync`` serves; ``tsunagu-jlis-sync migrate`` only applies the migrations."""
+    run_service(service_spec, JlisSyncSettings())
 
 
 if __name__ == "__main__":

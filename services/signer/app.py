@@ -15,25 +15,27 @@ MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 GRANTS: dict[str, list[str]] = {}
 
 
-def create_app(settings: SignerSettings | None = None) -> FastAPI:
-    settings = settings or SignerSettings()
-    return create_service_app(
-        ServiceSpec(
-            settings=settings,
-            title="Tsunagu signer",
-            description=__doc__ or "",
-            metadata=metadata,
-            tables=event_tables,
-            migrations_dir=MIGRATIONS,
-            routers=routers,
-            consumers=consumers(event_tables),
-            grants=GRANTS,
-        )
+def service_spec(settings: SignerSettings) -> ServiceSpec:
+    return ServiceSpec(
+        settings=settings,
+        title="Tsunagu signer",
+        description=__doc__ or "",
+        metadata=metadata,
+        tables=event_tables,
+        migrations_dir=MIGRATIONS,
+        routers=routers,
+        consumers=consumers(event_tables),
+        grants=GRANTS,
     )
 
 
+def create_app(settings: SignerSettings | None = None) -> FastAPI:
+    return create_service_app(service_spec(settings or SignerSettings()))
+
+
 def main() -> None:
-    run_service(create_app, SignerSettings())
+    """``tsunagu-signer`` serves; ``tsunagu-signer migrate`` only applies the migrations."""
+    run_service(service_spec, SignerSettings())
 
 
 if __name__ == "__main__":

@@ -52,3 +52,9 @@ def test_invalid_environment_name_is_refused(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("TSUNAGU_CA_ENVIRONMENT", "staging-but-typo")
     with pytest.raises(ValueError, match="environment"):
         CaSettings()
+
+
+def test_a_missing_secret_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("TSUNAGU_CA_DATABASE_URL_FILE", str(tmp_path / "absent"))
+    with pytest.raises(ValueError, match="TSUNAGU_CA_DATABASE_URL_FILE names an unreadable file"):
+        CaSettings()
