@@ -40,7 +40,7 @@ def make_producer(settings: KafkaSettings, client_id: str, *, idempotent: bool =
         enable_idempotence=idempotent,
         linger_ms=2,
         max_batch_size=1_048_576,
-        request_timeout_ms=15_000,
+        request_timeout_ms=settings.request_timeout_ms,
     )
 
 

@@ -31,6 +31,7 @@ class KafkaSettings(BaseModel):
     fetch_max_wait_ms: int = 20
     # Consumer-group liveness. tansu delays a (re)join by about one to two session timeouts, so
     # the dev stack and tests shorten it; production Kafka is fine with the usual 10 s.
+    request_timeout_ms: int = 15_000
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     # Topics this service creates on start when missing (dev / single-broker defaults).

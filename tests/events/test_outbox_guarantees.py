@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from sqlalchemy import select
 
 from tests.events import support
 from tsunagu.db import Database
-from tsunagu.events import CloudEvent, Outbox, OutboxRelay, make_producer, replay_topic
+from tsunagu.events import CloudEvent, Outbox, OutboxRelay, ensure_topics, make_producer, replay_topic
 from tsunagu.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -255,3 +256,49 @@ async def test_f_poison_event_goes_to_dead_letter_topic_and_the_consumer_moves_o
 
 async def _dlq_size(kafka: KafkaSettings, size: int) -> bool:
     return len([r async for r in replay_topic(kafka, support.TOPIC + ".dlq")]) >= size
+
+
+async def test_g_broker_killed_while_events_wait_nothing_is_lost_and_the_relay_resumes(
+    db: Database, outbox: Outbox, kafka: KafkaSettings, broker
+):
+    await support.bump(db, outbox, "k", 0)
+    assert await publish_all(db, outbox, kafka) == 1
+    broker.kill()  # SIGKILL; the memory engine forgets everything it held
+    for seq in range(1, 11):
+        await support.bump(db, outbox, "k", seq)
+
+    impatient = kafka.model_copy(update={"request_timeout_ms": 2000})
+    producer = make_producer(impatient, "test-relay-outage")
+    relay = OutboxRelay(db, outbox, producer, poll_interval_s=0.05)
+    running = asyncio.create_task(_start_and_run(producer, relay))
+    restarted = type(broker)(port=broker.port, log_path=broker.log_path)
+    try:
+        await asyncio.sleep(3)  # the relay keeps failing; nothing may be marked published
+        assert await unpublished(db) == 10
+
+        restarted.start()
+        await ensure_topics(kafka, {support.TOPIC: 3})
+
+        async def drained() -> bool:
+            return await unpublished(db) == 0
+
+        await support.wait_until(drained, timeout_s=60)
+    finally:
+        relay.stop()
+        await asyncio.wait_for(running, 30)
+        await producer.stop()
+    try:
+        seqs = [event.data["seq"] for event in await topic_records(kafka)]
+    finally:
+        restarted.stop()
+    assert sorted(seqs) == list(range(1, 11)) and seqs == sorted(seqs)  # all, once each, in order
+
+
+async def _start_and_run(producer, relay: OutboxRelay) -> None:  # type: ignore[no-untyped-def]
+    while True:
+        try:
+            await producer.start()
+            break
+        except Exception:
+            await asyncio.sleep(0.5)
+    await relay.run()
