@@ -12,6 +12,11 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "installing openssl (the tests cross-check certificates, CRLs and OCSP with it)"
+  apt_install openssl
+fi
+
 if ! command -v softhsm2-util >/dev/null 2>&1; then
   echo "installing softhsm2"
   apt_install softhsm2

@@ -15,7 +15,7 @@ import hashlib
 from typing import Any, Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
@@ -61,6 +61,27 @@ def generate_ec_p256_keypair(session: Any, *, label: str, key_id: bytes) -> tupl
         store=True,
         label=label,
         id=key_id,
+        capabilities=_SIGN_ONLY,
+        public_template=_public_template(),
+        private_template=_private_template(),
+    )
+    return public, private
+
+
+# DER of the OID id-Ed25519 (1.3.101.112, RFC 8410), the CKA_EC_PARAMS of an Ed25519 key.
+ED25519_PARAMS = bytes.fromhex("06032b6570")
+
+
+def generate_ed25519_keypair(session: Any, *, label: str, key_id: bytes) -> tuple[Any, Any]:
+    """Generate a persistent Ed25519 key pair (``CKK_EC_EDWARDS``), same protections as EC."""
+    params = session.create_domain_parameters(
+        KeyType.EC_EDWARDS, {Attribute.EC_PARAMS: ED25519_PARAMS}, local=True
+    )
+    public, private = params.generate_keypair(
+        store=True,
+        label=label,
+        id=key_id,
+        mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
         capabilities=_SIGN_ONLY,
         public_template=_public_template(),
         private_template=_private_template(),
@@ -163,7 +184,7 @@ def _unwrap_ec_point(raw: bytes, coordinate_size: int) -> bytes:
 
 def to_cryptography_public_key(
     public_key: Any,
-) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey:
     """Convert a token public key object into a ``cryptography`` public key.
 
     EC: decodes ``CKA_EC_PARAMS`` (named curve OID) and ``CKA_EC_POINT`` (DER-wrapped or bare);
@@ -175,6 +196,13 @@ def to_cryptography_public_key(
         curve = ec.get_curve_for_oid(x509.ObjectIdentifier(oid))()
         point = _unwrap_ec_point(bytes(public_key[Attribute.EC_POINT]), (curve.key_size + 7) // 8)
         return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
+    if key_type == KeyType.EC_EDWARDS:
+        raw = bytes(public_key[Attribute.EC_POINT])
+        # DER OCTET STRING (04 20 ‖ 32 bytes) per PKCS#11 3.0; some tokens return the bare 32 bytes.
+        point = raw if len(raw) == 32 else raw[2:] if raw[:2] == b"\x04\x20" and len(raw) == 34 else b""
+        if not point:
+            raise ValueError("malformed Ed25519 CKA_EC_POINT")
+        return ed25519.Ed25519PublicKey.from_public_bytes(point)
     if key_type == KeyType.RSA:
         modulus = int.from_bytes(public_key[Attribute.MODULUS], "big")
         exponent = int.from_bytes(public_key[Attribute.PUBLIC_EXPONENT], "big")
@@ -184,7 +212,7 @@ def to_cryptography_public_key(
 
 def read_public_key(
     session: Any, *, label: str | None = None, key_id: bytes | None = None
-) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey:
     """Find a public key on the token (by label and/or id) and return it as a ``cryptography`` key."""
     return to_cryptography_public_key(find_public_key(session, label=label, key_id=key_id))
 
@@ -233,6 +261,7 @@ def ecdsa_der_to_raw(signature: bytes, *, size: int = 32) -> bytes:
 
 
 __all__ = [
+    "ED25519_PARAMS",
     "P256_SIGNATURE_LEN",
     "RSA_KEY_SIZES",
     "ecdsa_der_to_raw",
@@ -240,6 +269,7 @@ __all__ = [
     "find_private_key",
     "find_public_key",
     "generate_ec_p256_keypair",
+    "generate_ed25519_keypair",
     "generate_rsa_keypair",
     "read_public_key",
     "sign_ecdsa_p256_sha256",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,11 @@ class ServiceSpec:
     consumers: Sequence[ConsumerSpec] = ()
     # Which callers may use which permission; deny by default (extended by settings.auth).
     grants: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # Service-specific resources (an HSM session, clients…): entered after the database and
+    # outbox exist, exited before they close; what it yields is ``runtime.resources``.
+    resources: Callable[[ServiceRuntime], AbstractAsyncContextManager[Any]] | None = None
+    # Extra readiness checks by name (database and Kafka are always checked).
+    readiness: Mapping[str, Callable[[ServiceRuntime], Awaitable[bool]]] = field(default_factory=dict)
     version: str = "0.1.0"
 
 
@@ -102,13 +107,15 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
         )
         app.state.runtime = runtime
         app.state.internal_auth = auth
-        runtime.tasks.append(asyncio.create_task(start_events(runtime, consumers), name="start-events"))
-        log.info("service started", extra={"port": settings.port})
-        try:
+        async with AsyncExitStack() as stack:  # unwinds in reverse: loops, then resources, then db
+            stack.push_async_callback(db.dispose)
+            if spec.resources is not None:
+                runtime.resources = await stack.enter_async_context(spec.resources(runtime))
+            stack.push_async_callback(runtime.stop)
+            runtime.tasks.append(asyncio.create_task(start_events(runtime, consumers), name="start-events"))
+            log.info("service started", extra={"port": settings.port})
             yield
-        finally:
-            await runtime.stop()
-            log.info("service stopped")
+        log.info("service stopped")
 
     app = FastAPI(
         title=spec.title,
@@ -120,14 +127,16 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
     )
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     install_problem_handlers(app)
-    app.include_router(_ops_router(metrics))
+    app.include_router(_ops_router(metrics, spec.readiness))
     app.include_router(diagnostics.router(spec.metadata))
     for router in spec.routers:
         app.include_router(router)
     return app
 
 
-def _ops_router(metrics: Metrics) -> APIRouter:
+def _ops_router(
+    metrics: Metrics, extra_checks: Mapping[str, Callable[[ServiceRuntime], Awaitable[bool]]]
+) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness: the process is up")
@@ -144,6 +153,11 @@ def _ops_router(metrics: Metrics) -> APIRouter:
         except Exception:
             checks["database"] = "unavailable"
         checks["kafka"] = "ok" if await runtime.kafka_ready() else "unavailable"
+        for name, check in extra_checks.items():
+            try:
+                checks[name] = "ok" if await check(runtime) else "unavailable"
+            except Exception:
+                checks[name] = "unavailable"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "not-ready", "checks": checks},

@@ -30,6 +30,7 @@ class ServiceRuntime:
     auth: InternalAuth | None
     issuer: ServiceTokenIssuer | None
     producer: Any = None
+    resources: Any = None  # what the service's ServiceSpec.resources yielded
     relay: OutboxRelay | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     events_ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -68,7 +69,6 @@ class ServiceRuntime:
         if self.producer is not None:
             with contextlib.suppress(Exception):
                 await self.producer.stop()
-        await self.db.dispose()
 
 
 def get_runtime(request: Request) -> ServiceRuntime:

@@ -19,7 +19,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from pkcs11 import Attribute
+from pkcs11 import Attribute, Mechanism
 from pydantic import SecretStr
 
 from tests.fixtures.softhsm import pkcs11_settings_for
@@ -435,3 +435,15 @@ def test_find_softhsm_module_honours_env(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.delenv(MODULE_ENV)
     assert Path(find_softhsm_module()).is_file()
     assert "apt-get install softhsm2" in INSTALL_HINT
+
+
+async def test_ed25519_key_generated_in_the_token_signs_and_verifies(pkcs11_token):
+    from tsunagu.pkcs11.keys import generate_ed25519_keypair, to_cryptography_public_key
+
+    def generate_and_sign(session):  # type: ignore[no-untyped-def]
+        public, private = generate_ed25519_keypair(session, label="ed25519-test", key_id=b"ed-1")
+        return to_cryptography_public_key(public), private.sign(b"tsunagu", mechanism=Mechanism.EDDSA)
+
+    public_key, signature = await pkcs11_token.run(generate_and_sign)
+    public_key.verify(signature, b"tsunagu")  # raises InvalidSignature if wrong
+    assert len(signature) == 64

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from tests.events.support import wait_until
 from tests.fixtures.services import SERVICES, build_app, caller_auth, running, service_settings, sqlite_url
+from tests.fixtures.softhsm import pkcs11_settings_for
 from tsunagu.auth import ProvisionedCredentials
 from tsunagu.settings import KafkaSettings
 
@@ -20,10 +21,19 @@ PING = "/internal/v1/diagnostics/pings"
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 async def test_every_service_starts_and_answers_health_readiness_metrics_and_openapi(
-    service: str, tmp_path: Path, kafka_settings: KafkaSettings, credentials: ProvisionedCredentials
+    service: str,
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    credentials: ProvisionedCredentials,
+    softhsm_signer_token,
 ):
+    extra = {"pkcs11": pkcs11_settings_for(softhsm_signer_token)} if service == "signer" else {}
     settings = service_settings(
-        service, database_url=sqlite_url(tmp_path, service), kafka=kafka_settings, credentials=credentials
+        service,
+        database_url=sqlite_url(tmp_path, service),
+        kafka=kafka_settings,
+        credentials=credentials,
+        **extra,
     )
     async with running(build_app(service, settings)) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
@@ -32,7 +42,8 @@ async def test_every_service_starts_and_answers_health_readiness_metrics_and_ope
             return (await client.get("/readyz")).status_code == 200
 
         await wait_until(ready)
-        assert (await client.get("/readyz")).json()["checks"] == {"database": "ok", "kafka": "ok"}
+        checks = (await client.get("/readyz")).json()["checks"]
+        assert checks == {"database": "ok", "kafka": "ok", **({"hsm": "ok"} if service == "signer" else {})}
         spec = (await client.get("/openapi.json")).json()
         assert PING in spec["paths"] and "/healthz" in spec["paths"]
         metrics = (await client.get("/metrics")).text

@@ -2,4 +2,7 @@
 
 from fastapi import APIRouter
 
-routers: list[APIRouter] = []
+from tsunagu.signer.api.keys import router as keys_router
+from tsunagu.signer.api.sign import router as sign_router
+
+routers: list[APIRouter] = [sign_router, keys_router]

@@ -1,0 +1,206 @@
+"""Signing keys: purposes, lifecycle (next → active → retired → destroyed), ACL, public forms."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from tsunagu.signer.domain.algorithms import SPECS, Algorithm
+from tsunagu.signer.domain.errors import (
+    AlgorithmMismatch,
+    GracePeriodRunning,
+    InvalidKeySpec,
+    InvalidTransition,
+    KeyNotActive,
+    KeyNotAllowed,
+)
+from tsunagu.signer.store.repository import KeyRecord
+
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+
+class Purpose(StrEnum):
+    CA_ROOT = "ca-root"
+    CA_ISSUING = "ca-issuing"
+    OCSP = "ocsp"
+    ID_TOKEN = "id-token"  # noqa: S105 - a purpose name, not a secret
+    RECEIPT = "receipt"
+    LOG = "log"
+
+
+class KeyState(StrEnum):
+    NEXT = "next"
+    ACTIVE = "active"
+    RETIRED = "retired"
+    DESTROYED = "destroyed"
+
+
+ALL_SERVICES = ("signer", "ca", "idp", "consent", "broker", "jlis-sync")
+DEFAULT_CALLERS: dict[Purpose, tuple[str, ...]] = {
+    Purpose.CA_ROOT: ("ca",),
+    Purpose.CA_ISSUING: ("ca",),
+    Purpose.OCSP: ("ca",),
+    Purpose.ID_TOKEN: ("idp",),
+    Purpose.RECEIPT: ("consent",),
+    Purpose.LOG: ALL_SERVICES,
+}
+PUBLISHED_STATES = (KeyState.NEXT, KeyState.ACTIVE, KeyState.RETIRED)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    purpose: Purpose
+    algorithm: Algorithm
+    key_size: int | None
+    state: KeyState
+    hsm_label: str
+    public_key_der: bytes
+    allowed_callers: tuple[str, ...]
+    created_at: datetime
+    activated_at: datetime | None = None
+    retired_at: datetime | None = None
+    destroyed_at: datetime | None = None
+
+    @classmethod
+    def from_record(cls, record: KeyRecord) -> SigningKey:
+        return cls(
+            kid=record.kid,
+            purpose=Purpose(record.purpose),
+            algorithm=Algorithm(record.algorithm),
+            key_size=record.key_size,
+            state=KeyState(record.state),
+            hsm_label=record.hsm_label,
+            public_key_der=record.public_key_der,
+            allowed_callers=record.allowed_callers,
+            created_at=record.created_at,
+            activated_at=record.activated_at,
+            retired_at=record.retired_at,
+            destroyed_at=record.destroyed_at,
+        )
+
+    def to_record(self) -> KeyRecord:
+        return KeyRecord(
+            kid=self.kid,
+            purpose=self.purpose.value,
+            algorithm=self.algorithm.value,
+            key_size=self.key_size,
+            state=self.state.value,
+            hsm_label=self.hsm_label,
+            public_key_der=self.public_key_der,
+            allowed_callers=self.allowed_callers,
+            created_at=self.created_at,
+            activated_at=self.activated_at,
+            retired_at=self.retired_at,
+            destroyed_at=self.destroyed_at,
+        )
+
+    def public_key(self) -> PublicKey:
+        key = serialization.load_der_public_key(self.public_key_der)
+        assert isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey)
+        return key
+
+    def public_key_pem(self) -> str:
+        return (
+            self.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+
+    def jwk(self) -> dict[str, str]:
+        return {
+            **public_jwk_members(self.public_key()),
+            "kid": self.kid,
+            "alg": self.algorithm.value,
+            "use": "sig",
+        }
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unsigned(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+def public_jwk_members(key: PublicKey) -> dict[str, str]:
+    """The required members of the JWK of ``key`` (RFC 7517/7518/8037), nothing else."""
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        point = key.public_numbers()
+        return {
+            "crv": "P-256",
+            "kty": "EC",
+            "x": _b64(point.x.to_bytes(32, "big")),
+            "y": _b64(point.y.to_bytes(32, "big")),
+        }
+    if isinstance(key, rsa.RSAPublicKey):
+        rsa_numbers = key.public_numbers()
+        return {"e": _b64(_unsigned(rsa_numbers.e)), "kty": "RSA", "n": _b64(_unsigned(rsa_numbers.n))}
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"crv": "Ed25519", "kty": "OKP", "x": _b64(raw)}
+
+
+def key_id_for(key: PublicKey) -> str:
+    """RFC 7638 thumbprint: SHA-256 over the required members, sorted, no whitespace."""
+    canonical = json.dumps(public_jwk_members(key), sort_keys=True, separators=(",", ":"))
+    return _b64(hashlib.sha256(canonical.encode()).digest())
+
+
+def check_key_spec(purpose: Purpose, algorithm: Algorithm, key_size: int | None) -> int | None:
+    """The key size to use for ``algorithm`` (RSA: 2048 or 3072; none for EC and Ed25519)."""
+    sizes = SPECS[algorithm].key_sizes
+    if sizes:
+        size = key_size or sizes[0]
+        if size not in sizes:
+            raise InvalidKeySpec(f"{algorithm.value} keys are {' or '.join(map(str, sizes))} bits")
+        return size
+    if key_size is not None:
+        raise InvalidKeySpec(f"{algorithm.value} keys have no selectable size")
+    return None
+
+
+def check_callers(callers: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = sorted(set(callers) - set(ALL_SERVICES))
+    if unknown or not callers:
+        raise InvalidKeySpec(
+            f"allowed callers must be platform services (unknown: {', '.join(unknown) or 'none given'})"
+        )
+    return tuple(sorted(set(callers)))
+
+
+def ensure_can_sign(key: SigningKey, caller: str, algorithm: Algorithm | None) -> None:
+    if caller not in key.allowed_callers:
+        raise KeyNotAllowed(f"{caller} may not sign with this key")
+    if key.state is not KeyState.ACTIVE:
+        raise KeyNotActive(f"the key is {key.state.value}")
+    if algorithm is not None and algorithm is not key.algorithm:
+        raise AlgorithmMismatch(f"the key signs {key.algorithm.value}, not {algorithm.value}")
+
+
+def activated(key: SigningKey, now: datetime) -> SigningKey:
+    if key.state is not KeyState.NEXT:
+        raise InvalidTransition(f"only a next key can be activated; this one is {key.state.value}")
+    return replace(key, state=KeyState.ACTIVE, activated_at=now)
+
+
+def retired(key: SigningKey, now: datetime) -> SigningKey:
+    if key.state is not KeyState.ACTIVE:
+        raise InvalidTransition(f"only an active key can be retired; this one is {key.state.value}")
+    return replace(key, state=KeyState.RETIRED, retired_at=now)
+
+
+def destroyed(key: SigningKey, now: datetime, grace: timedelta) -> SigningKey:
+    if key.state is not KeyState.RETIRED:
+        raise InvalidTransition(f"only a retired key can be destroyed; this one is {key.state.value}")
+    assert key.retired_at is not None
+    if now < key.retired_at + grace:
+        raise GracePeriodRunning(f"the grace period ends at {(key.retired_at + grace).isoformat()}")
+    return replace(key, state=KeyState.DESTROYED, destroyed_at=now)
