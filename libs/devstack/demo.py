@@ -1,6 +1,7 @@
-"""The demo story, run against a running stack. It grows with each issue; today it proves the
-backbone: an operator's ping is recorded by one service, published through its outbox to Kafka,
-and received by every other service's consumer (service tokens on every call)."""
+"""The demo story, run against a running stack. It grows with each issue. Today: an operator's ping
+is recorded by one service, published through its outbox to Kafka and received by every other
+service's consumer (service tokens on every call); then a CA key is made inside the HSM and a root
+certificate is signed with it through the signer, which refuses a service outside the key's ACL."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from tsunagu.auth import ServiceTokenIssuer, load_private_key
 from tsunagu.clients import DiagnosticsClient
+from tsunagu.devstack.demo_signer import run_signer_chapter
 
 
 async def run_demo(
@@ -46,6 +48,8 @@ async def run_demo(
             say(f"   ✗ not received by: {', '.join(sorted(pending))}")
             return False
         say("3. 完了 / done: outbox → Kafka → idempotent consumers work across all services")
+        if "signer" in urls:
+            return await run_signer_chapter(urls["signer"], credentials_dir, say)
         return True
     finally:
         for client in clients.values():

@@ -60,6 +60,8 @@ def test_dev_up_runs_the_demo_on_sqlite_and_leaves_nothing_running(tmp_path: Pat
     assert result.returncode == 0, result.stdout + result.stderr
     for service in ("signer", "idp", "consent", "broker", "jlis-sync"):
         assert f"✓ {service}" in result.stdout
+    assert "ca issued a root certificate through the signer" in result.stdout
+    assert "idp may not use the CA key (403 urn:tsunagu:problem:key-not-allowed)" in result.stdout
     assert "停止しました / stopped" in result.stdout
     assert all(_free(base + i) for i in range(6)) and _free(kafka)
     assert sorted(p.name for p in (tmp_path / "data").iterdir() if p.suffix == ".db") == sorted(
