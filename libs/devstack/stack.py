@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from tsunagu.auth import provision_service_credentials
 from tsunagu.devstack.ports import wait_for_port
+from tsunagu.devstack.postgres import create_database
 from tsunagu.devstack.softhsm import SoftHsmToken, init_token
 from tsunagu.devstack.tansu import TansuBroker
 
@@ -99,8 +100,6 @@ def _create_postgres_databases(config: StackConfig) -> None:
         return
     import asyncio
 
-    import asyncpg
-
     admin_dsn = (
         make_url(config.postgres_url)
         .set(drivername="postgresql", database="postgres")
@@ -108,15 +107,8 @@ def _create_postgres_databases(config: StackConfig) -> None:
     )
 
     async def create() -> None:
-        connection = await asyncpg.connect(admin_dsn)
-        try:
-            for service in SERVICES:
-                name = _database_name(config, service)
-                exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-                if not exists:
-                    await connection.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await connection.close()
+        for service in SERVICES:
+            await create_database(_database_name(config, service), admin_dsn, exist_ok=True)
 
     asyncio.run(create())
 

@@ -15,6 +15,7 @@ import pytest
 
 from tests.fixtures.infra import PG_ADMIN_DSN
 from tsunagu.devstack.ports import free_port
+from tsunagu.devstack.postgres import drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,12 +75,8 @@ def test_dev_up_runs_the_demo_on_sqlite_and_leaves_nothing_running(tmp_path: Pat
 async def postgres_prefix():
     prefix = f"tsunagu_e2e_{uuid.uuid4().hex[:8]}"
     yield prefix
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        for service in ("signer", "ca", "idp", "consent", "broker", "jlis_sync"):
-            await admin.execute(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    for service in ("signer", "ca", "idp", "consent", "broker", "jlis_sync"):
+        await drop_database(f"{prefix}_{service}")
 
 
 async def test_dev_up_on_postgresql_serves_until_ctrl_c_then_stops_everything(

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import pytest
 
 from tests.events import support
-from tests.fixtures.infra import PG_ADMIN_DSN
 from tsunagu.db import Database
+from tsunagu.devstack.postgres import scratch_database
 from tsunagu.devstack.tansu import TansuBroker
 from tsunagu.events import Outbox, ensure_topics
 from tsunagu.settings import KafkaSettings
@@ -18,18 +16,11 @@ from tsunagu.settings import KafkaSettings
 
 @pytest.fixture
 async def db() -> AsyncIterator[Database]:
-    name = f"tsunagu_ev_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    database = Database(f"{base}/{name}")
-    await support.create_schema(database)
-    yield database
-    await database.dispose()
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    async with scratch_database("tsunagu_ev") as url:
+        database = Database(url)
+        await support.create_schema(database)
+        yield database
+        await database.dispose()
 
 
 @pytest.fixture

@@ -7,16 +7,14 @@ import os
 import sqlite3
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy import inspect
 
-from tests.fixtures.infra import PG_ADMIN_DSN
 from tests.fixtures.services import SERVICES
 from tsunagu.db import Database
+from tsunagu.devstack.postgres import scratch_database
 from tsunagu.service.app import ServiceSpec, migration_runner
 from tsunagu.settings import ServiceSettings
 
@@ -52,16 +50,9 @@ async def test_migrations_on_sqlite(service: str, tmp_path: Path):
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 async def test_migrations_on_postgresql(service: str):
-    name = f"tsunagu_mig_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        tables = await _upgrade_check_and_list_tables(f"{base}/{name}", service)
-        assert set(_spec(service).metadata.tables) | {"alembic_version"} == tables
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_database("tsunagu_mig") as url:
+        tables = await _upgrade_check_and_list_tables(url, service)
+    assert set(_spec(service).metadata.tables) | {"alembic_version"} == tables
 
 
 def test_migrate_command_applies_migrations_and_exits(tmp_path: Path):
