@@ -26,6 +26,7 @@ def _say(message: str) -> None:
 def _up(args: argparse.Namespace) -> int:
     config = StackConfig(
         state_dir=Path(args.state_dir),
+        jlis_port=args.jlis_port,
         kafka_port=args.kafka_port,
         base_port=args.base_port,
         postgres_url=args.postgres,
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--postgres", default=None, help="PostgreSQL server URL (default: SQLite files)")
     up.add_argument("--kafka-port", type=int, default=19092)
     up.add_argument("--base-port", type=int, default=8101)
+    up.add_argument("--jlis-port", type=int, default=8190, help="the J-LIS sandbox")
     up.add_argument("--log-level", default="INFO")
     up.add_argument("--demo", action="store_true", help="run the demo story once ready")
     up.add_argument("--exit-after-demo", action="store_true", help="run the demo, then stop everything")

@@ -49,6 +49,8 @@ class StackConfig:
     # (…/tsunagu → tsunagu_ca, tsunagu_idp, …), created when missing.
     postgres_url: str | None = None
     log_level: str = "INFO"
+    jlis_port: int = 8190  # the J-LIS sandbox (outside the platform; a stand-in in dev)
+    crl_interval_s: float = 15.0  # how often jlis-sync looks at the J-LIS CRL in dev
 
 
 @dataclass
@@ -57,12 +59,15 @@ class RunningStack:
     broker: TansuBroker
     token: SoftHsmToken
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    urls: dict[str, str] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)  # the platform's services only
+    jlis: subprocess.Popen[bytes] | None = None
+    jlis_url: str = ""
 
     def describe(self) -> dict[str, object]:
         return {
             "kafka": self.broker.bootstrap_servers,
             "services": self.urls,
+            "jlis_sandbox": self.jlis_url,
             "credentials": str(self.config.state_dir / "credentials"),
             "softhsm_conf": str(self.token.conf_path),
         }
@@ -79,6 +84,13 @@ class RunningStack:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        if self.jlis is not None and self.jlis.poll() is None:
+            os.killpg(self.jlis.pid, signal.SIGTERM)
+            try:
+                self.jlis.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.jlis.pid, signal.SIGKILL)
+                self.jlis.wait()
         self.broker.stop()
         (self.config.state_dir / "stack.json").unlink(missing_ok=True)
 
@@ -170,6 +182,8 @@ def start_stack(config: StackConfig, progress: Callable[[str], None] = print) ->
     progress(f"Kafka-compatible broker (tansu) on {broker.bootstrap_servers}")
     stack = RunningStack(config, broker, token)
     try:
+        _start_jlis_sandbox(stack)
+        progress(f"J-LIS sandbox (stand-in for J-LIS) on {stack.jlis_url}")
         for offset, (service, (package, _)) in enumerate(SERVICES.items()):
             port = config.base_port + offset
             log = open(state / "logs" / f"{service}.log", "ab")  # noqa: SIM115 - owned by the child
@@ -182,11 +196,47 @@ def start_stack(config: StackConfig, progress: Callable[[str], None] = print) ->
             )
             stack.urls[service] = f"http://127.0.0.1:{port}"
         _wait_until_ready(stack)
+        # J-LIS pushes moves, renewals and deaths to jlis-sync's public receiver.
+        httpx.post(
+            f"{stack.jlis_url}/subscriptions",
+            json={"url": f"{stack.urls['jlis-sync']}/v1/jlis/notifications"},
+            timeout=10,
+        ).raise_for_status()
     except BaseException:
         stack.stop()
         raise
     (state / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
     return stack
+
+
+def _start_jlis_sandbox(stack: RunningStack) -> None:
+    """Start the J-LIS stand-in and copy the CA certificates jlis-sync is configured to trust."""
+    config = stack.config
+    log = open(config.state_dir / "logs" / "jlis-sandbox.log", "ab")  # noqa: SIM115 - owned by the child
+    stack.jlis = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tsunagu.sandbox.jlis",
+            "--port",
+            str(config.jlis_port),
+            "--state-dir",
+            str(config.state_dir / "jlis"),
+            "--log-level",
+            "warning",
+        ],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    stack.jlis_url = f"http://127.0.0.1:{config.jlis_port}"
+    wait_for_port(config.jlis_port, timeout_s=60)
+    trust = config.state_dir / "jlis-trust"
+    trust.mkdir(exist_ok=True)
+    for name in ("root", "signing"):
+        response = httpx.get(f"{stack.jlis_url}/ca/{name}.pem", timeout=10)
+        response.raise_for_status()
+        (trust / f"{name}.pem").write_bytes(response.content)
 
 
 def _wait_until_ready(stack: RunningStack, timeout_s: float = 90.0) -> None:

@@ -44,7 +44,9 @@ def _ca_builder(subject: str, issuer: str, public_key, days: int) -> x509.Certif
 
 
 async def test_ca_chain_and_crl_signed_by_the_signer_process_verify_with_openssl(tmp_path: Path):
-    config = StackConfig(state_dir=tmp_path / "stack", kafka_port=free_port(), base_port=_ports_block())
+    config = StackConfig(
+        state_dir=tmp_path / "stack", kafka_port=free_port(), base_port=_ports_block(), jlis_port=free_port()
+    )
     stack = await asyncio.to_thread(start_stack, config, lambda _message: None)
     credentials = config.state_dir / "credentials"
 

@@ -2,4 +2,7 @@
 
 from fastapi import APIRouter
 
-routers: list[APIRouter] = []
+from tsunagu.jlis_sync.api.internal import router as internal_router
+from tsunagu.jlis_sync.api.push import router as push_router
+
+routers: list[APIRouter] = [internal_router, push_router]

@@ -1,0 +1,60 @@
+"""Internal API: ca links cards and checks their status; consumers read current basic 4 values."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Depends
+
+from tsunagu.auth import ServicePrincipal, require_permission
+from tsunagu.jlis_sync.api.deps import ADMIN, LINK, READ_RESIDENT, STATUS, jlis_service
+from tsunagu.jlis_sync.api.schemas import CrlSync, Linked, LinkRequest, Resident, Status, StatusRequest
+from tsunagu.jlis_sync.domain.service import JlisSyncService
+
+router = APIRouter(prefix="/internal/v1", tags=["internal"])
+
+
+@router.put("/links/{user_number}", response_model=Linked)
+async def link(
+    user_number: str,
+    body: LinkRequest,
+    _caller: ServicePrincipal = Depends(require_permission(LINK)),
+    service: JlisSyncService = Depends(jlis_service),
+) -> Linked:
+    serial = await service.link(user_number, body.certificate_pem, body.basic4_consent)
+    return Linked(user_number=user_number, jpki_serial=serial)
+
+
+@router.post("/jpki/status", response_model=Status)
+async def status(
+    body: StatusRequest,
+    _caller: ServicePrincipal = Depends(require_permission(STATUS)),
+    service: JlisSyncService = Depends(jlis_service),
+) -> Status:
+    return Status(**asdict(await service.card_status(body.certificate_pem)))
+
+
+@router.get("/residents/{user_number}", response_model=Resident)
+async def resident(
+    user_number: str,
+    _caller: ServicePrincipal = Depends(require_permission(READ_RESIDENT)),
+    service: JlisSyncService = Depends(jlis_service),
+) -> Resident:
+    record = await service.resident(user_number)
+    return Resident(
+        user_number=record.user_number,
+        name=record.name,
+        address=record.address,
+        birth_date=record.birth_date,
+        sex=record.sex,
+        deceased_at=record.deceased_at,
+    )
+
+
+@router.post("/crl/sync", response_model=CrlSync)
+async def sync_now(
+    _caller: ServicePrincipal = Depends(require_permission(ADMIN)),
+    service: JlisSyncService = Depends(jlis_service),
+) -> CrlSync:
+    """Run a CRL sync cycle now (otherwise it runs every ``CRL_INTERVAL_S``)."""
+    return CrlSync(**asdict(await service.sync_crl()))

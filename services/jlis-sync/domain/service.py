@@ -1,0 +1,279 @@
+"""What jlis-sync does with what J-LIS says: link cards to people, act once on every revocation.
+
+A revocation can reach us twice — pushed at once and listed again in the next CRL — and a crash can
+replay a CRL: ``revocation_seen`` (keyed by serial) makes the action happen once, in the same
+transaction as its event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tsunagu.db import Database
+from tsunagu.events import Outbox
+from tsunagu.events.schemas.jlis_sync import CardRevokedV1, ResidentDeceasedV1, ResidentUpdatedV1
+from tsunagu.jlis_sync.domain.consent import check_basic4_consent
+from tsunagu.jlis_sync.domain.crl_rfc5280 import check_crl, revoked_entries
+from tsunagu.jlis_sync.domain.errors import CrlRejected, InvalidJpkiCertificate, LinkConflict, ResidentUnknown
+from tsunagu.jlis_sync.domain.push import PushNotice, verify_push
+from tsunagu.jlis_sync.jlis.client import Basic4Answer, CardStatus, JlisClient
+from tsunagu.jlis_sync.store.repository import JlisRepository, ResidentRecord
+from tsunagu.jpki import Basic4, Basic4Missing, basic4_from_certificate
+from tsunagu.obs import failpoint
+
+log = logging.getLogger(__name__)
+CRL_SOURCE = "signing"
+
+# What a revocation reason or a push type means for the person.
+MOVED, DECEASED, LOST, RENEWED, OTHER = "moved", "deceased", "lost", "renewed", "other"
+REASONS = {
+    "affiliationChanged": MOVED,
+    "cessationOfOperation": DECEASED,
+    "keyCompromise": LOST,
+    "superseded": RENEWED,
+}
+PUSH_KINDS = {"move": MOVED, "rename": MOVED, "die": DECEASED, "lose": LOST, "renew": RENEWED}
+
+
+@dataclass(frozen=True)
+class Revocation:
+    serial: str
+    meaning: str
+    revoked_at: datetime
+    source: str  # push | crl
+    new_serial: str | None = None
+
+
+@dataclass(frozen=True)
+class CrlOutcome:
+    status: str  # applied | not-modified | already-applied
+    crl_number: int | None = None
+    entries: int = 0
+    matched: int = 0
+    acted: int = 0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JlisSyncService:
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        jlis: JlisClient,
+        *,
+        signing_ca: x509.Certificate,
+        root_ca: x509.Certificate,
+        operator_id: str,
+        push_max_age: timedelta,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.jlis = jlis
+        self.signing_ca = signing_ca
+        self.root_ca = root_ca
+        self.operator_id = operator_id
+        self.push_max_age = push_max_age
+        self.clock = clock
+        self._status_cache: dict[str, CardStatus] = {}
+
+    # -- enrollment-time duties (called by ca) ------------------------------------------------
+
+    def _jpki_certificate(self, pem: str) -> tuple[x509.Certificate, Basic4]:
+        try:
+            certificate = x509.load_pem_x509_certificate(pem.encode())
+            certificate.verify_directly_issued_by(self.signing_ca)
+        except Exception:
+            raise InvalidJpkiCertificate("not issued by the configured J-LIS signing CA") from None
+        try:
+            return certificate, basic4_from_certificate(certificate)
+        except Basic4Missing as missing:
+            raise InvalidJpkiCertificate(missing.detail) from None
+
+    async def link(self, user_number: str, certificate_pem: str, basic4_consent: str | None) -> str:
+        """Remember that this JPKI signing certificate belongs to ``user_number``; returns its serial."""
+        certificate, info = self._jpki_certificate(certificate_pem)
+        if basic4_consent is not None:
+            check_basic4_consent(basic4_consent, certificate, self.operator_id)
+        serial = format(certificate.serial_number, "x")
+        now = self.clock()
+        async with self.db.transaction() as session:
+            repository = JlisRepository(session)
+            owner = await repository.link_owner(serial)
+            if owner is not None and owner[0] != user_number:
+                raise LinkConflict("the certificate is already linked to someone else")
+            await repository.add_link(serial, user_number, now)
+            known = await repository.resident(user_number)
+            consent = basic4_consent or (known.basic4_consent if known else None)
+            await repository.save_resident(
+                ResidentRecord(
+                    user_number, info.name, info.address, info.birth_date, info.sex, consent, None
+                ),
+                now,
+            )
+        return serial
+
+    async def card_status(self, certificate_pem: str) -> CardStatus:
+        """Revocation status of a JPKI certificate from J-LIS OCSP, cached while the answer is valid."""
+        certificate, _ = self._jpki_certificate(certificate_pem)
+        serial = format(certificate.serial_number, "x")
+        cached = self._status_cache.get(serial)
+        if cached and cached.next_update and cached.next_update > self.clock():
+            return cached
+        status = await self.jlis.card_status(certificate, self.signing_ca)
+        if len(self._status_cache) > 100_000:
+            self._status_cache.clear()
+        self._status_cache[serial] = status
+        return status
+
+    async def resident(self, user_number: str) -> ResidentRecord:
+        async with self.db.sessions() as session:
+            record = await JlisRepository(session).resident(user_number)
+        if record is None:
+            raise ResidentUnknown("no resident with that user identification number")
+        return record
+
+    # -- what J-LIS tells us ------------------------------------------------------------------
+
+    async def receive_push(self, token: str) -> str:
+        """Verify and act on a push; returns ``applied``, ``duplicate`` or ``not-ours``."""
+        notice: PushNotice = verify_push(token, self.root_ca, now=self.clock(), max_age=self.push_max_age)
+        async with self.db.sessions() as session:
+            if await JlisRepository(session).push_known(notice.id):
+                return "duplicate"
+        revocation = Revocation(
+            notice.old_serial, PUSH_KINDS[notice.kind], notice.issued_at, "push", notice.new_serial
+        )
+        return await self.apply(revocation, push_id=notice.id)
+
+    async def sync_crl(self) -> CrlOutcome:
+        """Fetch the CRL if it changed, check it, act on every entry about our users, checkpoint."""
+        async with self.db.sessions() as session:
+            checkpoint = await JlisRepository(session).checkpoint(CRL_SOURCE)
+        fetched = await self.jlis.fetch_crl(
+            checkpoint.etag if checkpoint else None, checkpoint.last_modified if checkpoint else None
+        )
+        if fetched.der is None:
+            return CrlOutcome("not-modified")
+        checked = check_crl(fetched.der, self.signing_ca, now=self.clock())
+        if checkpoint and checked.number < checkpoint.crl_number:
+            raise CrlRejected(
+                f"CRL number {checked.number} is older than the applied {checkpoint.crl_number}"
+            )
+        if checkpoint and checked.number == checkpoint.crl_number:
+            return CrlOutcome("already-applied", checked.number)
+        async with self.db.sessions() as session:
+            ours = await JlisRepository(session).current_serials()
+        entries = matched = acted = 0
+        for entry in revoked_entries(checked.crl):
+            entries += 1
+            if int(entry.serial, 16) not in ours:
+                continue
+            matched += 1
+            outcome = await self.apply(
+                Revocation(entry.serial, REASONS.get(entry.reason, OTHER), entry.revoked_at, "crl")
+            )
+            acted += outcome == "applied"
+            failpoint("jlis_sync.crl.after_entry")
+        async with self.db.transaction() as session:
+            await JlisRepository(session).save_checkpoint(
+                CRL_SOURCE,
+                number=checked.number,
+                this_update=checked.this_update,
+                etag=fetched.etag,
+                last_modified=fetched.last_modified,
+                now=self.clock(),
+            )
+        log.info(
+            "CRL applied",
+            extra={"crl_number": checked.number, "entries": entries, "matched": matched, "acted": acted},
+        )
+        return CrlOutcome("applied", checked.number, entries, matched, acted)
+
+    async def apply(self, revocation: Revocation, *, push_id: str | None = None) -> str:
+        """Act once on a revocation of one of our users' cards."""
+        async with self.db.sessions() as session:
+            repository = JlisRepository(session)
+            owner = await repository.link_owner(revocation.serial)
+            seen = await repository.revocation_known(revocation.serial)
+            person = await repository.resident(owner[0]) if owner else None
+        if owner is None or person is None or seen:
+            if push_id is not None:
+                async with self.db.transaction() as session:
+                    await JlisRepository(session).mark_push(push_id, self.clock())
+            return "not-ours" if owner is None else "duplicate"
+        latest = None
+        if revocation.meaning == MOVED and person.basic4_consent:
+            # Network call outside the transaction; a crash here just repeats it.
+            latest = await self.jlis.latest_basic4(revocation.serial, person.basic4_consent)
+        async with self.db.transaction() as session:
+            repository = JlisRepository(session)
+            if push_id is not None:
+                await repository.mark_push(push_id, self.clock())
+            if not await repository.mark_revocation(
+                revocation.serial, revocation.meaning, revocation.source, revocation.revoked_at, self.clock()
+            ):
+                return "duplicate"  # the other channel got here first
+            await self._act(repository, session, revocation, person, latest)
+        return "applied"
+
+    async def _act(
+        self,
+        repository: JlisRepository,
+        session: AsyncSession,
+        revocation: Revocation,
+        person: ResidentRecord,
+        latest: Basic4Answer | None,
+    ) -> None:
+        now = self.clock()
+        new_serial = latest.current_serial if latest else revocation.new_serial
+        common = {
+            "user_number": person.user_number,
+            "effective_at": revocation.revoked_at,
+            "old_jpki_serial": revocation.serial,
+            "source": revocation.source,
+        }
+        if revocation.meaning == DECEASED:
+            await repository.end_link(revocation.serial, "revoked", None)
+            await repository.save_resident(replace(person, deceased_at=revocation.revoked_at), now)
+            await self.outbox.add(session, ResidentDeceasedV1(**common))
+            return
+        await repository.end_link(revocation.serial, "superseded" if new_serial else "revoked", new_serial)
+        if new_serial:
+            await repository.add_link(new_serial, person.user_number, now)
+        if revocation.meaning == MOVED:
+            changed: list[str] = []
+            if latest is not None:
+                before = Basic4(person.name, person.address, person.birth_date, person.sex)
+                changed = latest.info.differences(before)
+                await repository.save_resident(
+                    replace(
+                        person,
+                        name=latest.info.name,
+                        address=latest.info.address,
+                        birth_date=latest.info.birth_date,
+                        sex=latest.info.sex,
+                    ),
+                    now,
+                )
+            await self.outbox.add(
+                session,
+                ResidentUpdatedV1(
+                    **common,
+                    changed_fields=changed,
+                    basic4_available=latest is not None,
+                    new_jpki_serial=new_serial,
+                ),
+            )
+            return
+        reason = {LOST: "lost", RENEWED: "renewed"}.get(revocation.meaning, "other")
+        await self.outbox.add(session, CardRevokedV1(**common, reason=reason, new_jpki_serial=new_serial))
