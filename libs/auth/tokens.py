@@ -132,16 +132,34 @@ class ServiceTokenVerifier:
         self._leeway_s = leeway_s
         self._max_lifetime_s = max_lifetime_s
         self._clock = clock
+        # Callers reuse a token for its lifetime, so a verified one is remembered until it expires
+        # (keyed by the whole token: a different byte is a different, unverified token).
+        self._verified: dict[str, tuple[ServicePrincipal, float]] = {}
 
     def verify(self, token: str) -> ServicePrincipal:
         """Return the calling service, or raise :class:`InvalidServiceToken` (never anything else)."""
+        now = self._clock()
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires = cached
+            if now < expires + self._leeway_s:
+                return principal
+            del self._verified[token]
         try:
-            return self._verify(token)
+            principal = self._verify(token)
         except InvalidServiceToken:
             raise
         except Exception:
             # Contract: hostile input must end as a 401, never as a 500 from some parser corner.
             raise InvalidServiceToken("malformed token") from None
+        if len(self._verified) >= 4096:
+            self._verified.clear()  # bounded: a flood of distinct valid tokens only costs re-verification
+        self._verified[token] = (principal, self._expiry_of(token))
+        return principal
+
+    @staticmethod
+    def _expiry_of(token: str) -> float:
+        return _number(_b64_json(token.split(".")[1]), "exp")
 
     def _verify(self, token: str) -> ServicePrincipal:
         claims, owner = self._verify_signature(token)

@@ -109,7 +109,8 @@ class SignerClient(InternalClient):
             body["key_size"] = key_size
         if allowed_callers is not None:
             body["allowed_callers"] = list(allowed_callers)
-        result: dict[str, Any] = await self.request("POST", "/v1/keys", json=body)
+        # RSA-3072 generation inside a software token can take many seconds on a busy machine.
+        result: dict[str, Any] = await self.request("POST", "/v1/keys", json=body, timeout=120.0)
         return result
 
     async def transition(self, kid: str, action: str) -> dict[str, Any]:

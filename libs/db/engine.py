@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -10,6 +10,29 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
+
+
+class TrackedSession(Session):
+    """The sync session behind every AsyncSession we make: it runs the callbacks queued in
+    ``session.info["after_commit"]`` once the transaction has committed (and drops them on
+    rollback). One class-level listener instead of one per session on the hot path."""
+
+
+@event.listens_for(TrackedSession, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop("after_commit", ()):
+        callback()
+
+
+@event.listens_for(TrackedSession, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop("after_commit", None)
+
+
+def call_after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run ``callback`` when ``session``'s current transaction commits (never if it rolls back)."""
+    session.info.setdefault("after_commit", set()).add(callback)
 
 
 def is_sqlite(url: str) -> bool:
@@ -48,7 +71,7 @@ class Database:
         self.url = url
         self.engine = create_engine(url, pool_size=pool_size)
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            self.engine, expire_on_commit=False
+            self.engine, expire_on_commit=False, sync_session_class=TrackedSession
         )
 
     @property

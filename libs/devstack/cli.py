@@ -49,7 +49,9 @@ def _up(args: argparse.Namespace) -> int:
         ok = True
         if args.demo or args.exit_after_demo:
             _say("\nデモ / demo story:")
-            ok = asyncio.run(run_demo(stack.urls, config.state_dir / "credentials", say=_say))
+            ok = asyncio.run(
+                run_demo(stack.urls, config.state_dir / "credentials", say=_say, jlis_url=stack.jlis_url)
+            )
         if args.exit_after_demo:
             return 0 if ok else 1
         _say("\nCtrl-C で停止 / press Ctrl-C to stop")
@@ -68,7 +70,11 @@ def _up(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     state = Path(args.state_dir)
     described = json.loads((state / "stack.json").read_text())
-    ok = asyncio.run(run_demo(described["services"], state / "credentials", say=_say))
+    ok = asyncio.run(
+        run_demo(
+            described["services"], state / "credentials", say=_say, jlis_url=described.get("jlis_sandbox", "")
+        )
+    )
     return 0 if ok else 1
 
 

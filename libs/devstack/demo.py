@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tsunagu.auth import ServiceTokenIssuer, load_private_key
 from tsunagu.clients import DiagnosticsClient
+from tsunagu.devstack.demo_jlis import run_jlis_chapter
 from tsunagu.devstack.demo_signer import run_signer_chapter
 
 
@@ -20,6 +21,7 @@ async def run_demo(
     credentials_dir: Path,
     say: Callable[[str], None] = print,
     timeout_s: float = 60.0,
+    jlis_url: str = "",
 ) -> bool:
     """Run the story; returns True if every step succeeded."""
     operator = ServiceTokenIssuer("operator", load_private_key(credentials_dir / "operator.key.pem"))
@@ -48,8 +50,11 @@ async def run_demo(
             say(f"   ✗ not received by: {', '.join(sorted(pending))}")
             return False
         say("3. 完了 / done: outbox → Kafka → idempotent consumers work across all services")
-        if "signer" in urls:
-            return await run_signer_chapter(urls["signer"], credentials_dir, say)
+        if "signer" in urls and not await run_signer_chapter(urls["signer"], credentials_dir, say):
+            return False
+        if jlis_url and "jlis-sync" in urls:
+            ok, _ = await run_jlis_chapter(jlis_url, urls["jlis-sync"], credentials_dir, say)
+            return ok
         return True
     finally:
         for client in clients.values():

@@ -158,6 +158,16 @@ def _service_env(
         "AUTH__TRUST_FILE": str(credentials / "trust.json"),
     }
     env = {**os.environ, **{prefix + key: value for key, value in values.items()}, **token.env()}
+    if service == "jlis-sync":
+        trust = (config.state_dir / "jlis-trust").resolve()
+        env.update(
+            {
+                prefix + "JLIS__BASE_URL": f"http://127.0.0.1:{config.jlis_port}",
+                prefix + "JLIS__ROOT_CA_FILE": str(trust / "root.pem"),
+                prefix + "JLIS__SIGNING_CA_FILE": str(trust / "signing.pem"),
+                prefix + "CRL_INTERVAL_S": str(config.crl_interval_s),
+            }
+        )
     if service == "signer":
         env.update(
             {

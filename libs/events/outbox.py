@@ -24,7 +24,6 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
-    event,
     func,
     insert,
     select,
@@ -34,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tsunagu.db import Database
+from tsunagu.db import Database, call_after_commit
 from tsunagu.events.envelope import CloudEvent, utc_now
 from tsunagu.events.registry import EventSchema
 from tsunagu.events.tables import EventTables
@@ -77,14 +76,8 @@ class Outbox:
                 created_at=self.clock(),
             )
         )
-        if not session.info.get("tsunagu_outbox_hook"):
-            session.info["tsunagu_outbox_hook"] = True
-            event.listen(session.sync_session, "after_commit", self._after_commit, once=True)
+        call_after_commit(session, self.committed.set)  # wake the relay once the event is durable
         return envelope
-
-    def _after_commit(self, sync_session: Any) -> None:
-        sync_session.info.pop("tsunagu_outbox_hook", None)
-        self.committed.set()
 
 
 class OutboxRelay:

@@ -65,6 +65,7 @@ def test_dev_up_runs_the_demo_on_sqlite_and_leaves_nothing_running(tmp_path: Pat
         assert f"✓ {service}" in result.stdout
     assert "ca issued a root certificate through the signer" in result.stdout
     assert "idp may not use the CA key (403 urn:tsunagu:problem:key-not-allowed)" in result.stdout
+    assert "idp reads the new address over authenticated HTTP: 北海道江別市高砂町6番地" in result.stdout
     assert "停止しました / stopped" in result.stdout
     assert all(_free(base + i) for i in range(6)) and _free(kafka)
     assert sorted(p.name for p in (tmp_path / "data").iterdir() if p.suffix == ".db") == sorted(

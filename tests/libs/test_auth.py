@@ -519,3 +519,29 @@ def test_kid_is_rfc7638_thumbprint(keys: dict[str, ec.EllipticCurvePrivateKey]) 
     jwk = public_jwk(keys["ca"].public_key())
     canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"))
     assert jwk["kid"] == b64(hashlib.sha256(canonical.encode()).digest())
+
+
+def test_a_cached_verification_still_expires_with_the_token(tmp_path):
+    """Verified tokens are remembered for speed, but never past their expiry."""
+    from tsunagu.auth import (
+        ServiceTokenIssuer,
+        ServiceTokenVerifier,
+        TrustStore,
+        provision_service_credentials,
+    )
+    from tsunagu.auth.keys import load_private_key
+
+    creds = provision_service_credentials(tmp_path, ["ca", "signer"])
+    now = [1_800_000_000.0]
+    issuer = ServiceTokenIssuer("ca", load_private_key(creds.key_files["ca"]), lifetime_s=60, clock=lambda: now[0])
+    verifier = ServiceTokenVerifier("signer", TrustStore.from_file(creds.trust_file), leeway_s=5, clock=lambda: now[0])
+    token = issuer.token_for("signer")
+    assert verifier.verify(token).name == "ca"
+    assert verifier.verify(token).name == "ca"  # from the cache
+    now[0] += 66
+    with pytest.raises(InvalidServiceToken):
+        verifier.verify(token)
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    now[0] -= 66
+    with pytest.raises(InvalidServiceToken):
+        verifier.verify(tampered)  # a different string is verified afresh

@@ -17,7 +17,7 @@ class JlisNotConfigured(ServiceUnavailable):
     title = "jlis-sync has no J-LIS trust anchors configured"
 
 
-def jlis_service(request: Request) -> JlisSyncService:
+async def jlis_service(request: Request) -> JlisSyncService:
     service = get_runtime(request).resources
     if not isinstance(service, JlisSyncService):
         raise JlisNotConfigured("set TSUNAGU_JLIS_SYNC_JLIS__ROOT_CA_FILE and __SIGNING_CA_FILE")

@@ -16,7 +16,7 @@ class HsmNotConfigured(ServiceUnavailable):
     title = "The signer has no HSM configured"
 
 
-def signer_service(request: Request) -> SignerService:
+async def signer_service(request: Request) -> SignerService:
     service = get_runtime(request).resources
     if not isinstance(service, SignerService):
         raise HsmNotConfigured("set TSUNAGU_SIGNER_PKCS11__MODULE_PATH, __TOKEN_LABEL and __USER_PIN(_FILE)")

@@ -6,6 +6,7 @@ Every state change and its event commit together (outbox); every signature is ac
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,7 @@ class SignerService:
         grace: timedelta,
         max_items: int,
         max_payload_bytes: int,
+        key_cache_s: float = 1.0,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self.db = db
@@ -65,6 +67,8 @@ class SignerService:
         self.max_items = max_items
         self.max_payload_bytes = max_payload_bytes
         self.clock = clock
+        self.key_cache_s = key_cache_s
+        self._key_cache: dict[str, tuple[SigningKey, float]] = {}
 
     # -- signing -------------------------------------------------------------------------------
 
@@ -90,20 +94,16 @@ class SignerService:
         algorithm: Algorithm | None = None,
         signature_format: SignatureFormat = SignatureFormat.RAW,
     ) -> tuple[SigningKey, list[bytes]]:
-        """Sign ``payloads`` with the key ``key_id`` or the active key of ``purpose``."""
+        """Sign ``payloads`` with the key ``key_id`` or the active key of ``purpose``.
+
+        The HSM signs before the audit transaction opens, so a connection is held only for the
+        INSERT and COMMIT; the signature is returned only once its audit event has committed.
+        """
+        key = await self._signing_key(key_id, purpose)
+        rules.ensure_can_sign(key, caller, algorithm)
+        self._check_payloads(key.algorithm, payloads)
+        signatures = await self.backend.sign(key.hsm_label, key.algorithm, payloads)
         async with self.db.transaction() as session:
-            repository = KeyRepository(session)
-            record = (
-                await repository.get(key_id)
-                if key_id
-                else await repository.active_for((purpose or Purpose.LOG).value)
-            )
-            if record is None:
-                raise UnknownKey("no key with that id") if key_id else NoActiveKey(f"no active {purpose} key")
-            key = SigningKey.from_record(record)
-            rules.ensure_can_sign(key, caller, algorithm)
-            self._check_payloads(key.algorithm, payloads)
-            signatures = await self.backend.sign(key.hsm_label, key.algorithm, payloads)
             await self.outbox.add(
                 session,
                 SignaturesCreatedV1(
@@ -118,6 +118,31 @@ class SignerService:
         if key.algorithm is Algorithm.ES256 and signature_format is SignatureFormat.DER:
             signatures = [_to_der(signature) for signature in signatures]
         return key, signatures
+
+    async def _signing_key(self, key_id: str | None, purpose: Purpose | None) -> SigningKey:
+        """The key to sign with, from a registry cache at most ``key_cache_s`` old.
+
+        Lifecycle changes made through this process clear the cache at once; another replica's
+        change is seen within ``key_cache_s`` (a retired key may sign that long, audited as usual).
+        """
+        selector = f"kid:{key_id}" if key_id else f"purpose:{(purpose or Purpose.LOG).value}"
+        cached = self._key_cache.get(selector)
+        if cached is not None and time.monotonic() - cached[1] < self.key_cache_s:
+            return cached[0]
+        async with self.db.sessions() as session:
+            repository = KeyRepository(session)
+            record = (
+                await repository.get(key_id)
+                if key_id
+                else await repository.active_for((purpose or Purpose.LOG).value)
+            )
+        if record is None:
+            raise UnknownKey("no key with that id") if key_id else NoActiveKey(f"no active {purpose} key")
+        key = SigningKey.from_record(record)
+        if len(self._key_cache) > 1024:
+            self._key_cache.clear()
+        self._key_cache[selector] = (key, time.monotonic())
+        return key
 
     # -- key lifecycle ---------------------------------------------------------------------------
 
@@ -182,6 +207,7 @@ class SignerService:
                 await self.outbox.add(session, self._lifecycle(KeyRetiredV1, previous, actor, now))
             await repository.save_state(key.to_record())
             await self.outbox.add(session, self._lifecycle(KeyActivatedV1, key, actor, now))
+        self._key_cache.clear()  # and again after commit: nothing cached the old state meanwhile
         return key
 
     async def retire(self, actor: str, kid: str) -> SigningKey:
@@ -191,6 +217,7 @@ class SignerService:
             key = rules.retired(await self._existing(repository, kid), now)
             await repository.save_state(key.to_record())
             await self.outbox.add(session, self._lifecycle(KeyRetiredV1, key, actor, now))
+        self._key_cache.clear()  # and again after commit: nothing cached the old state meanwhile
         return key
 
     async def destroy(self, actor: str, kid: str) -> SigningKey:
@@ -204,6 +231,7 @@ class SignerService:
             await self.outbox.add(session, self._lifecycle(KeyDestroyedV1, key, actor, now))
             # Inside the transaction: if the HSM refuses, the registry does not claim it is gone.
             await self.backend.destroy(key.hsm_label)
+        self._key_cache.clear()  # and again after commit: nothing cached the old state meanwhile
         return key
 
     async def keys(
@@ -220,6 +248,8 @@ class SignerService:
             return await self._existing(KeyRepository(session), kid, for_update=False)
 
     async def _existing(self, repository: KeyRepository, kid: str, *, for_update: bool = True) -> SigningKey:
+        if for_update:
+            self._key_cache.clear()  # a lifecycle change is coming: never sign with a stale view
         record = await repository.get(kid, for_update=for_update)
         if record is None:
             raise UnknownKey("no key with that id")

@@ -77,7 +77,7 @@ class Pkcs11Backend:
             return to_cryptography_public_key(public)
 
         # RSA-3072 generation can take seconds on a software token.
-        return await self.token.run(generate, timeout_s=max(self.token.settings.call_timeout_s, 30.0))
+        return await self.token.run(generate, timeout_s=max(self.token.settings.call_timeout_s, 90.0))
 
     async def sign(self, label: str, algorithm: Algorithm, payloads: Sequence[Payload]) -> list[bytes]:
         def sign_all(session: Any) -> list[bytes]:
