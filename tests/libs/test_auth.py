@@ -533,8 +533,12 @@ def test_a_cached_verification_still_expires_with_the_token(tmp_path):
 
     creds = provision_service_credentials(tmp_path, ["ca", "signer"])
     now = [1_800_000_000.0]
-    issuer = ServiceTokenIssuer("ca", load_private_key(creds.key_files["ca"]), lifetime_s=60, clock=lambda: now[0])
-    verifier = ServiceTokenVerifier("signer", TrustStore.from_file(creds.trust_file), leeway_s=5, clock=lambda: now[0])
+    issuer = ServiceTokenIssuer(
+        "ca", load_private_key(creds.key_files["ca"]), lifetime_s=60, clock=lambda: now[0]
+    )
+    verifier = ServiceTokenVerifier(
+        "signer", TrustStore.from_file(creds.trust_file), leeway_s=5, clock=lambda: now[0]
+    )
     token = issuer.token_for("signer")
     assert verifier.verify(token).name == "ca"
     assert verifier.verify(token).name == "ca"  # from the cache
