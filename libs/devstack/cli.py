@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from tsunagu.devstack.demo import run_demo
+from tsunagu.devstack.jlis_cli import add_jlis_commands, run_jlis_command
 from tsunagu.devstack.stack import StackConfig, start_stack
 
 
@@ -97,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run the demo story against the running stack")
     demo.add_argument("--state-dir", default=".tsunagu")
     demo.set_defaults(handler=_demo)
+    add_jlis_commands(commands)
     args = parser.parse_args(argv)
-    code: int = args.handler(args)
+    code: int = run_jlis_command(args) if args.command == "jlis" else args.handler(args)
     return code
 
 

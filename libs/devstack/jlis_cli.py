@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -155,14 +154,3 @@ def run_jlis_command(args: argparse.Namespace, client: httpx.Client | None = Non
         title = payload.get("title", response.reason_phrase)
         _say(f"エラー / error {response.status_code}: {title} {payload.get('detail') or ''}".rstrip())
     return 0 if response.is_success else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (until the lead wires ``jlis`` into ``tsunagu``)."""
-    parser = argparse.ArgumentParser(prog="tsunagu")
-    add_jlis_commands(parser.add_subparsers(dest="command", required=True))
-    return run_jlis_command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,15 +1,16 @@
 """My Number Card keys and the two certificates JPKI puts on a card.
 
-Card keys are RSA-2048 PEM files in ``<state dir>/cards`` (or a dict without a state directory).
-PKCS#11 storage is not implemented: the contract allows it, but the sandbox does not need it to
-imitate J-LIS and it would pull SoftHSM2 into every test.
+Card keys are RSA-2048 PEM files in ``<state dir>/cards`` (or a dict without a state directory),
+or — chosen per card with ``key_storage="pkcs11"`` — keys generated inside a PKCS#11 token
+(non-extractable), as on a real card's chip, when the sandbox is given a token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -17,6 +18,14 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from tsunagu.errors import BadRequest
+from tsunagu.pkcs11 import Pkcs11Token
+from tsunagu.pkcs11.keys import (
+    find_private_key,
+    generate_rsa_keypair,
+    read_public_key,
+    sign_rsa_pkcs1v15_sha256,
+    to_cryptography_public_key,
+)
 from tsunagu.sandbox.jlis.pki import KeyPair, new_rsa_key, read_private_key, write_private_key
 from tsunagu.sandbox.jlis.profile import (
     JPKI_SIGNING_POLICY,
@@ -37,11 +46,20 @@ class InvalidCardRequest(BadRequest):
 
 
 def check_card_request(
-    name: str, address: str, birth_date: date, sex: str, *, key_storage: str, today: date
+    name: str,
+    address: str,
+    birth_date: date,
+    sex: str,
+    *,
+    key_storage: str,
+    today: date,
+    storages: Collection[str] = ("file",),
 ) -> None:
     """Raise :class:`InvalidCardRequest` for what J-LIS would not issue a card for."""
-    if key_storage != "file":
-        raise InvalidCardRequest("key_storage 'pkcs11' is not implemented in the sandbox; use 'file'")
+    if key_storage not in storages:
+        raise InvalidCardRequest(
+            f"key_storage {key_storage!r} is not available here (have: {', '.join(storages)})"
+        )
     if sex not in {"1", "2", "3"} or not name.strip() or not address.strip():
         raise InvalidCardRequest("name and address must not be blank; sex is 1, 2 or 3")
     try:
@@ -75,9 +93,46 @@ class FileCardKeys:
             self._memory[key_id] = read_private_key(self._directory / f"{key_id}.key")
         return self._memory[key_id]
 
+    def public_key(self, key_id: str) -> rsa.RSAPublicKey:
+        return self.private_key(key_id).public_key()
+
     def sign(self, key_id: str, data: bytes) -> bytes:
         """RSASSA-PKCS1-v1_5 with SHA-256, what the card's JPKI applet does."""
         return self.private_key(key_id).sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+
+class Pkcs11CardKeys:
+    """Card keys inside a PKCS#11 token (label = key id); they never leave it."""
+
+    def __init__(self, token: Pkcs11Token) -> None:
+        self._token = token
+
+    def create(self, key_id: str) -> rsa.RSAPublicKey:
+        def generate(session: Any) -> rsa.RSAPublicKey:
+            public, _ = generate_rsa_keypair(session, label=key_id, key_id=key_id.encode(), bits=2048)
+            key = to_cryptography_public_key(public)
+            assert isinstance(key, rsa.RSAPublicKey)
+            return key
+
+        return self._token.run_sync(generate, timeout_s=60)
+
+    def public_key(self, key_id: str) -> rsa.RSAPublicKey:
+        key = self._token.run_sync(lambda session: read_public_key(session, label=key_id))
+        assert isinstance(key, rsa.RSAPublicKey)
+        return key
+
+    def sign(self, key_id: str, data: bytes) -> bytes:
+        return self._token.run_sync(
+            lambda session: sign_rsa_pkcs1v15_sha256(find_private_key(session, label=key_id), data)
+        )
+
+
+class CardKeys(Protocol):
+    def create(self, key_id: str) -> rsa.RSAPublicKey: ...
+
+    def public_key(self, key_id: str) -> rsa.RSAPublicKey: ...
+
+    def sign(self, key_id: str, data: bytes) -> bytes: ...
 
 
 def _card_builder(

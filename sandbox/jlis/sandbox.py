@@ -14,11 +14,14 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tsunagu.pkcs11 import Pkcs11Token
 from tsunagu.sandbox.jlis import push
 from tsunagu.sandbox.jlis.basic4 import latest_basic4, make_consent
 from tsunagu.sandbox.jlis.cards import (
+    CardKeys,
     FileCardKeys,
     KeyFactory,
+    Pkcs11CardKeys,
     check_card_request,
     issue_auth_certificate,
     issue_signing_certificate,
@@ -76,6 +79,7 @@ class JlisSandbox:
         push_transport: httpx.BaseTransport | None = None,
         push_async_transport: httpx.AsyncBaseTransport | None = None,
         retry_policy: push.RetryPolicy | None = None,
+        card_token: Pkcs11Token | None = None,
     ) -> None:
         self.clock = clock or _utc_now
         self.state_dir = state_dir
@@ -86,7 +90,12 @@ class JlisSandbox:
             state_dir / "pki" if state_dir else None, self.clock()
         )
         self.store = Store(state_dir)
-        self.card_keys = FileCardKeys(state_dir / "cards" if state_dir else None, card_key_factory)
+        # key_storage → where cards keep their keys ("pkcs11" only when given a token)
+        self.card_keys: dict[str, CardKeys] = {
+            "file": FileCardKeys(state_dir / "cards" if state_dir else None, card_key_factory)
+        }
+        if card_token is not None:
+            self.card_keys["pkcs11"] = Pkcs11CardKeys(card_token)
         self.retry_policy = retry_policy or push.RetryPolicy()
         self._push_transport = push_transport
         self._push_async_transport = push_async_transport
@@ -128,7 +137,7 @@ class JlisSandbox:
 
     def _issue_signing(self, card: CardRecord, person: PersonRecord) -> CertificateRecord:
         info = Basic4(person.name, person.address, person.birth_date, person.sex)
-        public_key = self.card_keys.private_key(card.signing_key_id).public_key()
+        public_key = self._keys(card).public_key(card.signing_key_id)
         certificate = issue_signing_certificate(
             self.hierarchy.signing,
             public_key,
@@ -140,7 +149,7 @@ class JlisSandbox:
         return self._record(certificate, "signing", card)
 
     def _issue_auth(self, card: CardRecord, person: PersonRecord) -> CertificateRecord:
-        public_key = self.card_keys.private_key(card.auth_key_id).public_key()
+        public_key = self._keys(card).public_key(card.auth_key_id)
         now = self.clock()
         certificate = issue_auth_certificate(
             self.hierarchy.user_auth,
@@ -153,11 +162,22 @@ class JlisSandbox:
         return self._record(certificate, "user-auth", card)
 
     # --- cards -----------------------------------------------------------------------------
+    def _keys(self, card: CardRecord) -> CardKeys:
+        return self.card_keys[card.key_storage]
+
     def create_card(
         self, name: str, address: str, birth_date: date, sex: str, key_storage: str = "file"
     ) -> CardIssued:
         """Issue a card (two fresh key pairs, a signing and a user-authentication certificate)."""
-        check_card_request(name, address, birth_date, sex, key_storage=key_storage, today=self.clock().date())
+        check_card_request(
+            name,
+            address,
+            birth_date,
+            sex,
+            key_storage=key_storage,
+            today=self.clock().date(),
+            storages=tuple(self.card_keys),
+        )
         with self._lock:
             person_id, card_id = self._new_id(), self._new_id()
             card = CardRecord(
@@ -168,9 +188,10 @@ class JlisSandbox:
                 signing_serial="",
                 auth_serial="",
                 issued_at=self.clock(),
+                key_storage=key_storage,
             )
-            self.card_keys.create(card.signing_key_id)
-            self.card_keys.create(card.auth_key_id)
+            self._keys(card).create(card.signing_key_id)
+            self._keys(card).create(card.auth_key_id)
             person = PersonRecord(
                 person_id=person_id,
                 name=name,
@@ -225,7 +246,7 @@ class JlisSandbox:
             if certificate == "signing"
             else (card.auth_key_id, card.auth_serial)
         )
-        return self.card_keys.sign(key_id, data), self.store.state.certificates[serial]
+        return self._keys(card).sign(key_id, data), self.store.state.certificates[serial]
 
     def make_consent(self, card_id: str, operator: str) -> str:
         """The basic 4 consent JWS the holder's current signing certificate makes for ``operator``."""
@@ -234,7 +255,7 @@ class JlisSandbox:
             self.store.state.certificates[card.signing_serial].pem.encode()
         )
         return make_consent(
-            certificate, operator, self.clock(), lambda data: self.card_keys.sign(card.signing_key_id, data)
+            certificate, operator, self.clock(), lambda data: self._keys(card).sign(card.signing_key_id, data)
         )
 
     # --- life events -----------------------------------------------------------------------
@@ -326,8 +347,8 @@ class JlisSandbox:
             pushes: list[dict[str, object]] = []
             old = (card.signing_serial, card.auth_serial)
             card.signing_key_id, card.auth_key_id = self._new_id(), self._new_id()
-            self.card_keys.create(card.signing_key_id)
-            self.card_keys.create(card.auth_key_id)
+            self._keys(card).create(card.signing_key_id)
+            self._keys(card).create(card.auth_key_id)
             new_signing, new_auth = self._issue_signing(card, person), self._issue_auth(card, person)
             card.signing_serial, card.auth_serial, card.status = new_signing.serial, new_auth.serial, "active"
             self._end("renew", old[0], new_signing, pushes)

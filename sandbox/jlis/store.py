@@ -37,7 +37,7 @@ class CardRecord(BaseModel):
     card_id: str
     person_id: str
     status: Literal["active", "lost", "deceased"] = "active"
-    key_storage: Literal["file"] = "file"
+    key_storage: Literal["file", "pkcs11"] = "file"
     signing_key_id: str
     auth_key_id: str
     signing_serial: str

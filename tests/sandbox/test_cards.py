@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -158,3 +159,33 @@ async def test_bad_card_requests_are_refused_and_store_nothing(
     assert jlis.store.state.persons == {} and jlis.store.state.certificates == {}
     assert (await client.post("/cards/nope/sign", json={"data": "AA"})).status_code == 404
     assert (await client.get("/cards/nope")).status_code == 404
+
+
+def test_a_card_can_keep_its_keys_in_a_pkcs11_token(softhsm_signer_token, tmp_path):  # type: ignore[no-untyped-def]
+    """key_storage="pkcs11": the card's keys are generated inside the token and never leave it."""
+    from cryptography import x509 as _x509
+    from cryptography.hazmat.primitives import hashes as _hashes
+    from cryptography.hazmat.primitives.asymmetric import padding as _padding
+
+    from tests.fixtures.softhsm import pkcs11_settings_for
+    from tsunagu.pkcs11 import Pkcs11Token
+    from tsunagu.sandbox.jlis import JlisSandbox
+
+    token = Pkcs11Token(pkcs11_settings_for(softhsm_signer_token))
+    try:
+        sandbox = JlisSandbox(tmp_path / "jlis", card_token=token)
+        issued = sandbox.create_card("鍵 太郎", "前橋市", date(1990, 1, 1), "1", key_storage="pkcs11")
+        signature, record = sandbox.sign_with_card(issued.card_id, b"challenge")
+        certificate = _x509.load_pem_x509_certificate(record.pem.encode())
+        certificate.public_key().verify(signature, b"challenge", _padding.PKCS1v15(), _hashes.SHA256())  # type: ignore[call-arg, union-attr]
+        key_files = (
+            list((tmp_path / "jlis" / "cards").glob("*.key"))
+            if (tmp_path / "jlis" / "cards").exists()
+            else []
+        )
+        assert key_files == []  # nothing of the card's keys on disk
+        without_token = JlisSandbox(None)
+        with pytest.raises(Exception, match="pkcs11"):
+            without_token.create_card("x", "y", date(1990, 1, 1), "1", key_storage="pkcs11")
+    finally:
+        token.close_sync()
