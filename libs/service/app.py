@@ -23,6 +23,7 @@ from tsunagu.errors.fastapi import install_problem_handlers
 from tsunagu.events import EventTables, Handler, Outbox
 from tsunagu.obs import Metrics, configure_logging
 from tsunagu.obs.middleware import ObservabilityMiddleware
+from tsunagu.obs.ratelimit import RateLimitMiddleware
 from tsunagu.service import diagnostics
 from tsunagu.service.runtime import ServiceRuntime, get_runtime, start_events
 from tsunagu.settings import ServiceSettings
@@ -125,7 +126,11 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
         docs_url=None,
         redoc_url=None,  # the bundled Swagger UI loads from a CDN; serve the spec only
     )
+    # Added last = outermost: a refused request costs no more than the bucket check.
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RateLimitMiddleware, rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
+    )
     install_problem_handlers(app)
     app.include_router(_ops_router(metrics, spec.readiness))
     app.include_router(diagnostics.router(spec.metadata))

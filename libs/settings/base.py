@@ -96,6 +96,9 @@ class ServiceSettings(BaseSettings):
     migrate_on_start: bool = True
     log_level: str = "INFO"
     max_body_bytes: int = 1_048_576
+    # Requests per second per client address (token bucket; 0 turns it off) and the burst allowed.
+    rate_limit_per_s: float = 1000.0
+    rate_limit_burst: float = 2000.0
     data_dir: Path = Path(".tsunagu/data")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     events: EventSettings = Field(default_factory=EventSettings)

@@ -212,3 +212,23 @@ async def test_ping_travels_through_outbox_and_kafka_to_another_service_with_its
 def test_every_service_is_listed():
     assert set(SERVICES) == {p.name for p in Path("services").iterdir() if (p / "app.py").exists()}
     assert httpx  # the client library the fixtures use
+
+
+async def test_a_client_over_its_rate_gets_429_with_retry_after_and_probes_still_answer(
+    tmp_path: Path, kafka_settings: KafkaSettings, credentials: ProvisionedCredentials
+):
+    settings = service_settings(
+        "broker",
+        database_url=sqlite_url(tmp_path, "broker"),
+        kafka=kafka_settings,
+        credentials=credentials,
+        rate_limit_per_s=1,
+        rate_limit_burst=3,
+    )
+    async with running(build_app("broker", settings)) as client:
+        statuses = [(await client.get("/openapi.json")).status_code for _ in range(5)]
+        assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429]
+        refused = await client.get("/openapi.json")
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["type"] == "urn:tsunagu:problem:too-many-requests"
+        assert (await client.get("/healthz")).status_code == 200
