@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,21 +63,30 @@ class Outbox:
 
     async def add(self, session: AsyncSession, payload: EventSchema) -> CloudEvent:
         """Stage ``payload`` as an event in ``session``'s transaction; returns the envelope."""
+        return (await self.add_many(session, [payload]))[0]
+
+    async def add_many(self, session: AsyncSession, payloads: Sequence[EventSchema]) -> list[CloudEvent]:
+        """Stage several events in one statement, in order (their ``seq`` follows the list)."""
+        if not payloads:
+            return []
         options: dict[str, Any] = {"request_id": current_request_id(), "clock": self.clock}
         if self.id_provider:
             options["ids"] = self.id_provider
-        envelope = payload.to_envelope(source=self.source, **options)
-        await session.execute(
-            insert(self.table).values(
-                event_id=envelope.id,
-                topic=payload.topic,
-                partition_key=envelope.partitionkey,
-                payload=envelope.to_bytes(),
-                created_at=self.clock(),
-            )
-        )
-        call_after_commit(session, self.committed.set)  # wake the relay once the event is durable
-        return envelope
+        envelopes = [payload.to_envelope(source=self.source, **options) for payload in payloads]
+        now = self.clock()
+        rows = [
+            {
+                "event_id": envelope.id,
+                "topic": payload.topic,
+                "partition_key": envelope.partitionkey,
+                "payload": envelope.to_bytes(),
+                "created_at": now,
+            }
+            for payload, envelope in zip(payloads, envelopes, strict=True)
+        ]
+        await session.execute(insert(self.table), rows)
+        call_after_commit(session, self.committed.set)  # wake the relay once the events are durable
+        return envelopes
 
 
 class OutboxRelay:

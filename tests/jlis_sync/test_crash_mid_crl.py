@@ -57,9 +57,9 @@ async def test_killed_mid_crl_resumes_and_publishes_each_change_once(world: Worl
     for n, card in enumerate(people):
         world.sandbox.move(card.person_id, f"前橋市 {n} 番地")
 
-    crashed = run_worker(url, world, failpoint="jlis_sync.crl.after_entry=kill")
+    crashed = run_worker(url, world, failpoint="jlis_sync.crl.after_batch=kill")
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
-    assert len(await _published(db)) == 1  # one change committed, then the process died
+    assert len(await _published(db)) == 2  # the first batch (2 changes) committed, then the process died
 
     finished = run_worker(url, world)
     assert finished.returncode == 0, finished.stderr[-2000:]

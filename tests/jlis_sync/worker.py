@@ -29,6 +29,7 @@ def build(db: Database, base_url: str, trust: Path) -> JlisSyncService:
         root_ca=x509.load_pem_x509_certificate((trust / "root.pem").read_bytes()),
         operator_id="tsunagu",
         push_max_age=timedelta(days=1),
+        crl_batch_size=2,  # five matches → three batches, so a kill lands between two of them
     )
 
 

@@ -8,15 +8,14 @@ transaction as its event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tsunagu.db import Database
-from tsunagu.events import Outbox
+from tsunagu.events import EventSchema, Outbox
 from tsunagu.events.schemas.jlis_sync import CardRevokedV1, ResidentDeceasedV1, ResidentUpdatedV1
 from tsunagu.jlis_sync.domain.consent import check_basic4_consent
 from tsunagu.jlis_sync.domain.crl_rfc5280 import check_crl, revoked_entries
@@ -74,6 +73,7 @@ class JlisSyncService:
         root_ca: x509.Certificate,
         operator_id: str,
         push_max_age: timedelta,
+        crl_batch_size: int = 500,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self.db = db
@@ -84,6 +84,7 @@ class JlisSyncService:
         self.operator_id = operator_id
         self.push_max_age = push_max_age
         self.clock = clock
+        self.crl_batch_size = crl_batch_size
         self._status_cache: dict[str, CardStatus] = {}
 
     # -- enrollment-time duties (called by ca) ------------------------------------------------
@@ -174,16 +175,19 @@ class JlisSyncService:
         async with self.db.sessions() as session:
             ours = await JlisRepository(session).current_serials()
         entries = matched = acted = 0
+        batch: list[Revocation] = []
         for entry in revoked_entries(checked.crl):
             entries += 1
             if int(entry.serial, 16) not in ours:
                 continue
             matched += 1
-            outcome = await self.apply(
-                Revocation(entry.serial, REASONS.get(entry.reason, OTHER), entry.revoked_at, "crl")
-            )
-            acted += outcome == "applied"
-            failpoint("jlis_sync.crl.after_entry")
+            batch.append(Revocation(entry.serial, REASONS.get(entry.reason, OTHER), entry.revoked_at, "crl"))
+            if len(batch) >= self.crl_batch_size:
+                acted += (await self.apply_batch(batch)).count("applied")
+                batch = []
+                failpoint("jlis_sync.crl.after_batch")
+        if batch:
+            acted += (await self.apply_batch(batch)).count("applied")
         async with self.db.transaction() as session:
             await JlisRepository(session).save_checkpoint(
                 CRL_SOURCE,
@@ -200,42 +204,76 @@ class JlisSyncService:
         return CrlOutcome("applied", checked.number, entries, matched, acted)
 
     async def apply(self, revocation: Revocation, *, push_id: str | None = None) -> str:
-        """Act once on a revocation of one of our users' cards."""
+        """Act once on a revocation; ``applied``, ``duplicate`` or ``not-ours``."""
+        return (await self.apply_batch([revocation], push_id=push_id))[0]
+
+    async def apply_batch(
+        self, revocations: Sequence[Revocation], *, push_id: str | None = None
+    ) -> list[str]:
+        """Act once on each revocation of our users' cards, all in one transaction."""
+        serials = [revocation.serial for revocation in revocations]
         async with self.db.sessions() as session:
             repository = JlisRepository(session)
-            owner = await repository.link_owner(revocation.serial)
-            seen = await repository.revocation_known(revocation.serial)
-            person = await repository.resident(owner[0]) if owner else None
-        if owner is None or person is None or seen:
-            if push_id is not None:
-                async with self.db.transaction() as session:
-                    await JlisRepository(session).mark_push(push_id, self.clock())
-            return "not-ours" if owner is None else "duplicate"
-        latest = None
-        if revocation.meaning == MOVED and person.basic4_consent:
-            # Network call outside the transaction; a crash here just repeats it.
-            latest = await self.jlis.latest_basic4(revocation.serial, person.basic4_consent)
+            owners = await repository.link_owners(serials)
+            seen = await repository.seen_serials(serials)
+            people = await repository.residents(set(owners.values()))
+        todo = [
+            r
+            for r in revocations
+            if r.serial in owners and r.serial not in seen and owners[r.serial] in people
+        ]
+        latest: dict[str, Basic4Answer] = {}
+        for revocation in todo:  # network calls before the transaction; a crash just repeats them
+            consent = people[owners[revocation.serial]].basic4_consent
+            if revocation.meaning == MOVED and consent:
+                latest[revocation.serial] = await self.jlis.latest_basic4(revocation.serial, consent)
+        now = self.clock()
         async with self.db.transaction() as session:
             repository = JlisRepository(session)
             if push_id is not None:
-                await repository.mark_push(push_id, self.clock())
-            if not await repository.mark_revocation(
-                revocation.serial, revocation.meaning, revocation.source, revocation.revoked_at, self.clock()
-            ):
-                return "duplicate"  # the other channel got here first
-            await self._act(repository, session, revocation, person, latest)
-        return "applied"
+                await repository.mark_push(push_id, now)
+            fresh = await repository.mark_revocations(
+                [
+                    {
+                        "serial": r.serial,
+                        "reason": r.meaning,
+                        "source": r.source,
+                        "revoked_at": r.revoked_at,
+                        "processed_at": now,
+                    }
+                    for r in todo
+                ]
+            )
+            plan = _Plan()
+            applied: set[str] = set()
+            for revocation in todo:
+                if revocation.serial in fresh and revocation.serial not in applied:
+                    applied.add(revocation.serial)
+                    plan.add(
+                        revocation, people[owners[revocation.serial]], latest.get(revocation.serial), now
+                    )
+            await repository.end_links(plan.ended)
+            await repository.add_links(plan.linked)
+            await repository.save_residents(plan.residents, now)
+            await self.outbox.add_many(session, plan.events)
+        return [
+            "applied" if r.serial in applied else "duplicate" if r.serial in owners else "not-ours"
+            for r in revocations
+        ]
 
-    async def _act(
-        self,
-        repository: JlisRepository,
-        session: AsyncSession,
-        revocation: Revocation,
-        person: ResidentRecord,
-        latest: Basic4Answer | None,
+
+@dataclass
+class _Plan:
+    """The writes a batch of revocations makes, gathered so each kind is one statement."""
+
+    ended: list[dict[str, str | None]] = field(default_factory=list)
+    linked: list[dict[str, object]] = field(default_factory=list)
+    residents: list[ResidentRecord] = field(default_factory=list)
+    events: list[EventSchema] = field(default_factory=list)
+
+    def add(
+        self, revocation: Revocation, person: ResidentRecord, latest: Basic4Answer | None, now: datetime
     ) -> None:
-        now = self.clock()
-        new_serial = latest.current_serial if latest else revocation.new_serial
         common = {
             "user_number": person.user_number,
             "effective_at": revocation.revoked_at,
@@ -243,37 +281,50 @@ class JlisSyncService:
             "source": revocation.source,
         }
         if revocation.meaning == DECEASED:
-            await repository.end_link(revocation.serial, "revoked", None)
-            await repository.save_resident(replace(person, deceased_at=revocation.revoked_at), now)
-            await self.outbox.add(session, ResidentDeceasedV1(**common))
+            self.ended.append({"serial": revocation.serial, "state": "revoked", "superseded_by": None})
+            self.residents.append(replace(person, deceased_at=revocation.revoked_at))
+            self.events.append(ResidentDeceasedV1(**common))
             return
-        await repository.end_link(revocation.serial, "superseded" if new_serial else "revoked", new_serial)
+        new_serial = latest.current_serial if latest else revocation.new_serial
+        self.ended.append(
+            {
+                "serial": revocation.serial,
+                "state": "superseded" if new_serial else "revoked",
+                "superseded_by": new_serial,
+            }
+        )
         if new_serial:
-            await repository.add_link(new_serial, person.user_number, now)
+            self.linked.append(
+                {
+                    "serial": new_serial,
+                    "user_number": person.user_number,
+                    "state": "current",
+                    "linked_at": now,
+                }
+            )
         if revocation.meaning == MOVED:
             changed: list[str] = []
             if latest is not None:
-                before = Basic4(person.name, person.address, person.birth_date, person.sex)
-                changed = latest.info.differences(before)
-                await repository.save_resident(
+                changed = latest.info.differences(
+                    Basic4(person.name, person.address, person.birth_date, person.sex)
+                )
+                self.residents.append(
                     replace(
                         person,
                         name=latest.info.name,
                         address=latest.info.address,
                         birth_date=latest.info.birth_date,
                         sex=latest.info.sex,
-                    ),
-                    now,
+                    )
                 )
-            await self.outbox.add(
-                session,
+            self.events.append(
                 ResidentUpdatedV1(
                     **common,
                     changed_fields=changed,
                     basic4_available=latest is not None,
                     new_jpki_serial=new_serial,
-                ),
+                )
             )
             return
         reason = {LOST: "lost", RENEWED: "renewed"}.get(revocation.meaning, "other")
-        await self.outbox.add(session, CardRevokedV1(**common, reason=reason, new_jpki_serial=new_serial))
+        self.events.append(CardRevokedV1(**common, reason=reason, new_jpki_serial=new_serial))

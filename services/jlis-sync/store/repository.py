@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,18 +61,75 @@ class JlisRepository:
             jpki_link, serial=serial, user_number=user_number, state="current", linked_at=now
         )
 
-    async def end_link(self, serial: str, state: str, superseded_by: str | None) -> None:
-        await self.session.execute(
-            update(jpki_link)
-            .where(jpki_link.c.serial == serial)
-            .values(state=state, superseded_by=superseded_by)
-        )
-
     async def current_serials(self) -> set[int]:
-        result = await self.session.stream_scalars(
-            select(jpki_link.c.serial).where(jpki_link.c.state == "current")
+        # One fetch, not a stream: a streamed row costs a context switch (3.5 s vs 0.7 s for 330k).
+        rows = (
+            await self.session.execute(select(jpki_link.c.serial).where(jpki_link.c.state == "current"))
+        ).scalars()
+        return {int(serial, 16) for serial in rows}
+
+    # bulk forms, for applying a CRL's matches in batches
+    async def link_owners(self, serials: Sequence[str]) -> dict[str, str]:
+        rows = await self.session.execute(
+            select(jpki_link.c.serial, jpki_link.c.user_number).where(jpki_link.c.serial.in_(serials))
         )
-        return {int(serial, 16) async for serial in result}
+        return {row.serial: row.user_number for row in rows}
+
+    async def seen_serials(self, serials: Sequence[str]) -> set[str]:
+        rows = await self.session.execute(
+            select(revocation_seen.c.serial).where(revocation_seen.c.serial.in_(serials))
+        )
+        return set(rows.scalars())
+
+    async def residents(self, user_numbers: Collection[str]) -> dict[str, ResidentRecord]:
+        rows = await self.session.execute(
+            select(resident).where(resident.c.user_number.in_(list(user_numbers)))
+        )
+        return {
+            row.user_number: ResidentRecord(
+                row.user_number,
+                row.name,
+                row.address,
+                row.birth_date,
+                row.sex,
+                row.basic4_consent,
+                _utc(row.deceased_at),
+            )
+            for row in rows
+        }
+
+    async def mark_revocations(self, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """Insert (serial, reason, source, revoked_at, processed_at) rows; return the serials new here."""
+        if not rows:
+            return set()
+        statement = self._insert(revocation_seen).values(list(rows)).on_conflict_do_nothing()
+        result = await self.session.execute(statement.returning(revocation_seen.c.serial))
+        return set(result.scalars())
+
+    async def end_links(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Rows of {serial, state, superseded_by}."""
+        if rows:
+            statement = (
+                update(jpki_link)
+                .where(jpki_link.c.serial == bindparam("b_serial"))
+                .values(state=bindparam("b_state"), superseded_by=bindparam("b_superseded_by"))
+            )
+            await self.session.execute(
+                statement,
+                [
+                    {"b_serial": r["serial"], "b_state": r["state"], "b_superseded_by": r["superseded_by"]}
+                    for r in rows
+                ],
+            )
+
+    async def add_links(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Rows of {serial, user_number, state, linked_at}; existing serials are left alone."""
+        if rows:
+            await self.session.execute(self._insert(jpki_link).values(list(rows)).on_conflict_do_nothing())
+
+    async def save_residents(self, records: Sequence[ResidentRecord], now: datetime) -> None:
+        for record in records:  # moves with consent and deaths only; an upsert each
+            await self.save_resident(record, now)
 
     # residents
     async def resident(self, user_number: str) -> ResidentRecord | None:
@@ -106,25 +164,6 @@ class JlisRepository:
         )
 
     # dedupe
-    async def mark_revocation(
-        self, serial: str, reason: str, source: str, revoked_at: datetime, now: datetime
-    ) -> bool:
-        return await self._insert_ignore(
-            revocation_seen,
-            serial=serial,
-            reason=reason,
-            source=source,
-            revoked_at=revoked_at,
-            processed_at=now,
-        )
-
-    async def revocation_known(self, serial: str) -> bool:
-        return (
-            await self.session.execute(
-                select(revocation_seen.c.serial).where(revocation_seen.c.serial == serial)
-            )
-        ).first() is not None
-
     async def mark_push(self, notification_id: str, now: datetime) -> bool:
         return await self._insert_ignore(push_receipt, notification_id=notification_id, received_at=now)
 
