@@ -31,9 +31,11 @@ def main(argv: list[str] | None = None) -> None:
     card_token = None
     if args.pkcs11_module:
         pin = args.pkcs11_pin_file.read_text().strip() if args.pkcs11_pin_file else ""
-        card_token = Pkcs11Token(Pkcs11Settings(
-            module_path=args.pkcs11_module, token_label=args.pkcs11_token_label, user_pin=SecretStr(pin)
-        ))
+        card_token = Pkcs11Token(
+            Pkcs11Settings(
+                module_path=args.pkcs11_module, token_label=args.pkcs11_token_label, user_pin=SecretStr(pin)
+            )
+        )
     app = create_app(args.state_dir, base_url=base_url, card_token=card_token)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 
