@@ -18,7 +18,8 @@ from tsunagu.db import Database
 from tsunagu.events import EventSchema, Outbox
 from tsunagu.events.schemas.jlis_sync import CardRevokedV1, ResidentDeceasedV1, ResidentUpdatedV1
 from tsunagu.jlis_sync.domain.consent import check_basic4_consent
-from tsunagu.jlis_sync.domain.crl_rfc5280 import check_crl, revoked_entries
+from tsunagu.jlis_sync.domain.crl_der_walk import count_entries, matching_entries
+from tsunagu.jlis_sync.domain.crl_rfc5280 import check_crl
 from tsunagu.jlis_sync.domain.errors import CrlRejected, InvalidJpkiCertificate, LinkConflict, ResidentUnknown
 from tsunagu.jlis_sync.domain.push import PushNotice, verify_push
 from tsunagu.jlis_sync.jlis.client import Basic4Answer, CardStatus, JlisClient
@@ -174,12 +175,10 @@ class JlisSyncService:
             return CrlOutcome("already-applied", checked.number)
         async with self.db.sessions() as session:
             ours = await JlisRepository(session).current_serials()
-        entries = matched = acted = 0
+        entries = count_entries(fetched.der)
+        matched = acted = 0
         batch: list[Revocation] = []
-        for entry in revoked_entries(checked.crl):
-            entries += 1
-            if int(entry.serial, 16) not in ours:
-                continue
+        for entry in matching_entries(fetched.der, ours):  # a walk over the DER, not an object per entry
             matched += 1
             batch.append(Revocation(entry.serial, REASONS.get(entry.reason, OTHER), entry.revoked_at, "crl"))
             if len(batch) >= self.crl_batch_size:
