@@ -41,7 +41,11 @@ def _up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     _say("Tsunagu を起動しています / starting Tsunagu…")
-    stack = start_stack(config, progress=_say)
+    try:
+        stack = start_stack(config, progress=_say)
+    except RuntimeError as failure:
+        _say(f"起動できません / cannot start: {failure}")
+        return 1
     try:
         _say("すべてのサービスが準備完了 / all services ready:")
         for name, url in stack.urls.items():

@@ -22,7 +22,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from tsunagu.auth import provision_service_credentials
-from tsunagu.devstack.ports import wait_for_port
+from tsunagu.devstack.ports import port_is_free, wait_for_port
 from tsunagu.devstack.postgres import create_database
 from tsunagu.devstack.softhsm import SoftHsmToken, init_token
 from tsunagu.devstack.tansu import TansuBroker
@@ -184,6 +184,7 @@ def start_stack(config: StackConfig, progress: Callable[[str], None] = print) ->
     state = config.state_dir
     for sub in ("data", "logs"):
         (state / sub).mkdir(parents=True, exist_ok=True)
+    _ensure_ports_free(config)
     provision_service_credentials(state / "credentials", [*SERVICES, OPERATOR])
     token = _token(state)
     progress(f"SoftHSM2 token '{token.label}' ready ({state / 'softhsm'})")
@@ -217,6 +218,17 @@ def start_stack(config: StackConfig, progress: Callable[[str], None] = print) ->
         raise
     (state / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
     return stack
+
+
+def _ensure_ports_free(config: StackConfig) -> None:
+    """Refuse to start on a busy port: something else answering there would pass for our process."""
+    ports = {"kafka": config.kafka_port, "jlis sandbox": config.jlis_port}
+    ports |= {service: config.base_port + offset for offset, service in enumerate(SERVICES)}
+    busy = [f"{name} {port}" for name, port in ports.items() if not port_is_free(port)]
+    if busy:
+        raise RuntimeError(
+            f"ports in use: {', '.join(busy)} (choose others: --base-port, --kafka-port, --jlis-port)"
+        )
 
 
 def _start_jlis_sandbox(stack: RunningStack) -> None:

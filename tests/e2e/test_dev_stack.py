@@ -137,3 +137,33 @@ async def test_dev_up_on_postgresql_serves_until_ctrl_c_then_stops_everything(
     assert stack.returncode == 0, rest
     assert "停止しました / stopped" in rest
     assert all(_free(base + i) for i in range(6)) and _free(kafka)
+
+
+def test_dev_up_refuses_a_busy_port_instead_of_talking_to_a_stranger(tmp_path: Path):
+    base = _ports_block()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", base + 1))
+        squatter.listen()
+        result = subprocess.run(
+            _tsunagu(
+                "dev",
+                "up",
+                "--exit-after-demo",
+                "--state-dir",
+                str(tmp_path),
+                "--base-port",
+                str(base),
+                "--kafka-port",
+                str(free_port()),
+                "--jlis-port",
+                str(free_port()),
+            ),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"ports in use: ca {base + 1}" in result.stdout
+    assert not (tmp_path / "stack.json").exists()
