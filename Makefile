@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py | sha1sum | cut 
 
 .PHONY: run test setup system lint typecheck pytest bench clean
 
-run: setup ## start the whole platform on embedded defaults and run the demo story (Ctrl-C stops)
+run: setup system ## start the whole platform on embedded defaults and run the demo story (Ctrl-C stops)
 	$(BIN)/tsunagu dev up --demo
 
 test: setup system lint typecheck pytest ## set up, then lint, type-check and run every test
