@@ -7,6 +7,7 @@ process) and ``stack.json`` (the URLs of the running stack, for ``tsunagu demo``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -110,7 +111,6 @@ def _database_name(config: StackConfig, service: str) -> str:
 def _create_postgres_databases(config: StackConfig) -> None:
     if not config.postgres_url:
         return
-    import asyncio
 
     admin_dsn = (
         make_url(config.postgres_url)
