@@ -27,6 +27,11 @@ class KafkaSettings(BaseModel):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    # TLS (SSL / SASL_SSL): the CA bundle to trust (None: the system store, which honours
+    # SSL_CERT_FILE) and, for mutual TLS, this client's certificate and key.
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
     # tansu answers every fetch only after the full wait: keep it low (see shared/NOTES.md).
     fetch_max_wait_ms: int = 20
     # Consumer-group liveness. tansu delays a (re)join by about one to two session timeouts, so
