@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Request
@@ -115,7 +116,12 @@ async def start_events(runtime: ServiceRuntime, consumer_specs: list[Any]) -> No
         )
         runtime.tasks.append(asyncio.create_task(runtime.relay.run(), name=f"{name}-relay"))
         runtime.tasks.append(
-            asyncio.create_task(_export_outbox_lag(runtime.relay, runtime.stopping), name=f"{name}-lag")
+            asyncio.create_task(
+                _outbox_housekeeping(
+                    runtime.relay, runtime.stopping, timedelta(days=settings.events.published_retention_days)
+                ),
+                name=f"{name}-outbox-housekeeping",
+            )
         )
     if settings.events.consumers_enabled:
         for spec in consumer_specs:
@@ -177,8 +183,22 @@ async def _stopped_within(stopping: asyncio.Event, seconds: float) -> bool:
     return stopping.is_set()
 
 
-async def _export_outbox_lag(relay: OutboxRelay, stopping: asyncio.Event, every_s: float = 5.0) -> None:
+async def _outbox_housekeeping(
+    relay: OutboxRelay,
+    stopping: asyncio.Event,
+    retention: timedelta,
+    every_s: float = 5.0,
+    purge_every: int = 720,
+) -> None:
+    """Export the outbox lag every ``every_s``; about hourly, delete rows published longer than
+    ``retention`` ago (Kafka keeps the events; the rows only served the relay)."""
+    ticks = 0
     while not stopping.is_set():
         with contextlib.suppress(Exception):
             await relay.measure_lag()
+            if ticks % purge_every == 0:
+                purged = await relay.purge_published(retention)
+                if purged:
+                    log.info("purged published outbox rows", extra={"rows": purged})
+        ticks += 1
         await _stopped_within(stopping, every_s)

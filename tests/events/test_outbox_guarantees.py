@@ -302,3 +302,25 @@ async def _start_and_run(producer, relay: OutboxRelay) -> None:  # type: ignore[
         except Exception:
             await asyncio.sleep(0.5)
     await relay.run()
+
+
+async def test_published_rows_are_purged_after_retention_and_pending_ones_never(
+    db: Database, outbox: Outbox, kafka: KafkaSettings
+):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    for seq in range(6):
+        await support.bump(db, outbox, "k", seq)
+    await publish_all(db, outbox, kafka)
+    await support.bump(db, outbox, "k", 6)  # still pending
+    table = support.tables.outbox
+    async with db.transaction() as session:
+        await session.execute(
+            update(table).where(table.c.seq <= 3).values(published_at=datetime.now(UTC) - timedelta(days=8))
+        )
+    relay = OutboxRelay(db, outbox, producer=None)
+    assert await relay.purge_published(timedelta(days=7)) == 3
+    assert await support.count(db, table) == 4
+    assert await unpublished(db) == 1
