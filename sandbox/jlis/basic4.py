@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tsunagu.errors import Forbidden, NotFound
+from tsunagu.jpki import basic4_from_certificate
 from tsunagu.sandbox.jlis.jws import JwsInvalid, parse_compact, sign_compact
 from tsunagu.sandbox.jlis.lifecycle import chain
-from tsunagu.sandbox.jlis.profile import basic4_from_certificate
 from tsunagu.sandbox.jlis.schemas import Basic4Answer
 from tsunagu.sandbox.jlis.store import CertificateRecord, State
 

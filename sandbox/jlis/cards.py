@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from tsunagu.errors import BadRequest
+from tsunagu.jpki import JPKI_SIGNING_POLICY, Basic4, basic4_other_names, encode_birth_date
 from tsunagu.pkcs11 import Pkcs11Token
 from tsunagu.pkcs11.keys import (
     find_private_key,
@@ -27,14 +28,7 @@ from tsunagu.pkcs11.keys import (
     to_cryptography_public_key,
 )
 from tsunagu.sandbox.jlis.pki import KeyPair, new_rsa_key, read_private_key, write_private_key
-from tsunagu.sandbox.jlis.profile import (
-    JPKI_SIGNING_POLICY,
-    JPKI_USER_AUTH_POLICY,
-    Basic4,
-    basic4_other_names,
-    encode_birth_date,
-    valid_until_fifth_birthday,
-)
+from tsunagu.sandbox.jlis.profile import JPKI_USER_AUTH_POLICY, valid_until_fifth_birthday
 from tsunagu.sandbox.jlis.store import serial_hex
 
 KeyFactory = Callable[[], rsa.RSAPrivateKey]

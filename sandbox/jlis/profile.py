@@ -1,8 +1,8 @@
 """The JPKI certificate profile as the sandbox writes it.
 
 The otherName OIDs, the era-coded birth date and :func:`basic4_from_certificate` live in
-:mod:`tsunagu.jpki` because platform services read them too; this module re-exports them and adds
-what only an issuer needs: era names, the validity rule and the policy of the user-authentication
+:mod:`tsunagu.jpki` because platform services read them too; this module adds what only an issuer
+needs: era names, the validity rule and the policy of the user-authentication
 certificate.
 """
 
@@ -15,39 +15,13 @@ from cryptography import x509
 
 from tsunagu.jpki import (
     ERA_CODES,
-    JPKI_SIGNING_POLICY,
-    OID_ADDRESS,
-    OID_ADDRESS_SUBSTITUTES,
-    OID_BIRTH_DATE,
-    OID_NAME,
-    OID_NAME_SUBSTITUTES,
-    OID_SEX,
-    Basic4,
-    Basic4Missing,
-    basic4_from_certificate,
-    basic4_other_names,
-    decode_birth_date,
     encode_birth_date,
 )
 
 __all__ = [
-    "ERA_CODES",
     "ERA_NAMES",
-    "JPKI_SIGNING_POLICY",
     "JPKI_USER_AUTH_POLICY",
     "JST",
-    "OID_ADDRESS",
-    "OID_ADDRESS_SUBSTITUTES",
-    "OID_BIRTH_DATE",
-    "OID_NAME",
-    "OID_NAME_SUBSTITUTES",
-    "OID_SEX",
-    "Basic4",
-    "Basic4Missing",
-    "basic4_from_certificate",
-    "basic4_other_names",
-    "decode_birth_date",
-    "encode_birth_date",
     "japanese_era",
     "valid_until_fifth_birthday",
 ]

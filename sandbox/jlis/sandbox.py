@@ -14,6 +14,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tsunagu.jpki import Basic4
 from tsunagu.pkcs11 import Pkcs11Token
 from tsunagu.sandbox.jlis import push
 from tsunagu.sandbox.jlis.basic4 import latest_basic4, make_consent
@@ -38,7 +39,7 @@ from tsunagu.sandbox.jlis.lifecycle import (
 )
 from tsunagu.sandbox.jlis.ocsp import authorities, respond
 from tsunagu.sandbox.jlis.pki import Clock, Hierarchy, load_or_create_hierarchy, new_rsa_key
-from tsunagu.sandbox.jlis.profile import Basic4, valid_until_fifth_birthday
+from tsunagu.sandbox.jlis.profile import valid_until_fifth_birthday
 from tsunagu.sandbox.jlis.schemas import Basic4Answer, CardIssued, CardView, LifeEvent, Subscription
 from tsunagu.sandbox.jlis.store import (
     CardRecord,

@@ -38,22 +38,27 @@ def _tsunagu(*args: str) -> list[str]:
     return [sys.executable, "-m", "tsunagu.devstack.cli", *args]
 
 
+def _dev_up(state_dir: Path, base: int, kafka: int, *extra: str) -> list[str]:
+    """``tsunagu dev up`` on the given ports, the J-LIS sandbox on a free one."""
+    return _tsunagu(
+        "dev",
+        "up",
+        "--state-dir",
+        str(state_dir),
+        "--base-port",
+        str(base),
+        "--kafka-port",
+        str(kafka),
+        "--jlis-port",
+        str(free_port()),
+        *extra,
+    )
+
+
 def test_dev_up_runs_the_demo_on_sqlite_and_leaves_nothing_running(tmp_path: Path):
     base, kafka = _ports_block(), free_port()
     result = subprocess.run(
-        _tsunagu(
-            "dev",
-            "up",
-            "--exit-after-demo",
-            "--state-dir",
-            str(tmp_path),
-            "--base-port",
-            str(base),
-            "--kafka-port",
-            str(kafka),
-            "--jlis-port",
-            str(free_port()),
-        ),
+        _dev_up(tmp_path, base, kafka, "--exit-after-demo"),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -88,20 +93,7 @@ async def test_dev_up_on_postgresql_serves_until_ctrl_c_then_stops_everything(
     base, kafka = _ports_block(), free_port()
     server = PG_ADMIN_DSN.rsplit("/", 1)[0]
     stack = subprocess.Popen(
-        _tsunagu(
-            "dev",
-            "up",
-            "--state-dir",
-            str(tmp_path),
-            "--base-port",
-            str(base),
-            "--kafka-port",
-            str(kafka),
-            "--jlis-port",
-            str(free_port()),
-            "--postgres",
-            f"{server}/{postgres_prefix}",
-        ),
+        _dev_up(tmp_path, base, kafka, "--postgres", f"{server}/{postgres_prefix}"),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -145,19 +137,7 @@ def test_dev_up_refuses_a_busy_port_instead_of_talking_to_a_stranger(tmp_path: P
         squatter.bind(("127.0.0.1", base + 1))
         squatter.listen()
         result = subprocess.run(
-            _tsunagu(
-                "dev",
-                "up",
-                "--exit-after-demo",
-                "--state-dir",
-                str(tmp_path),
-                "--base-port",
-                str(base),
-                "--kafka-port",
-                str(free_port()),
-                "--jlis-port",
-                str(free_port()),
-            ),
+            _dev_up(tmp_path, base, free_port(), "--exit-after-demo"),
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -14,10 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.sandbox.checks import ATTIME, load, openssl, write_pem
 from tests.sandbox.conftest import CardFactory
-from tsunagu.sandbox.jlis import JlisSandbox
-from tsunagu.sandbox.jlis.profile import (
+from tsunagu.jpki import (
     JPKI_SIGNING_POLICY,
-    JST,
     OID_ADDRESS,
     OID_ADDRESS_SUBSTITUTES,
     OID_BIRTH_DATE,
@@ -27,6 +25,8 @@ from tsunagu.sandbox.jlis.profile import (
     Basic4,
     basic4_from_certificate,
 )
+from tsunagu.sandbox.jlis import JlisSandbox
+from tsunagu.sandbox.jlis.profile import JST
 
 NAME, ADDRESS = "髙橋 花子", "北海道札幌市中央区北1条西2丁目1番地 サンプルマンション１０２号室"
 

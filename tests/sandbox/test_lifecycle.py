@@ -10,8 +10,8 @@ from cryptography import x509
 
 from tests.sandbox.checks import ATTIME, load, openssl, write_pem
 from tests.sandbox.conftest import CardFactory, FakeClock
+from tsunagu.jpki import basic4_from_certificate
 from tsunagu.sandbox.jlis import JlisSandbox
-from tsunagu.sandbox.jlis.profile import basic4_from_certificate
 
 
 def _crl(jlis: JlisSandbox, kind: str = "signing") -> x509.CertificateRevocationList:

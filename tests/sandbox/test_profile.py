@@ -6,13 +6,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from tsunagu.sandbox.jlis.profile import (
-    JST,
-    decode_birth_date,
-    encode_birth_date,
-    japanese_era,
-    valid_until_fifth_birthday,
-)
+from tsunagu.jpki import decode_birth_date, encode_birth_date
+from tsunagu.sandbox.jlis.profile import JST, japanese_era, valid_until_fifth_birthday
 
 
 @pytest.mark.parametrize(

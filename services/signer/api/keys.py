@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, status
 
 from tsunagu.auth import ServicePrincipal, require_permission
@@ -54,28 +56,14 @@ async def create_key(
     return KeyView.of(key)
 
 
-@router.post("/keys/{kid}/activate", response_model=KeyView)
-async def activate_key(
+@router.post("/keys/{kid}/{action}", response_model=KeyView)
+async def transition_key(
     kid: str,
+    action: Literal["activate", "retire", "destroy"],
     actor: ServicePrincipal = Depends(require_permission(ADMIN)),
     service: SignerService = Depends(signer_service),
 ) -> KeyView:
-    return KeyView.of(await service.activate(actor.name, kid))
-
-
-@router.post("/keys/{kid}/retire", response_model=KeyView)
-async def retire_key(
-    kid: str,
-    actor: ServicePrincipal = Depends(require_permission(ADMIN)),
-    service: SignerService = Depends(signer_service),
-) -> KeyView:
-    return KeyView.of(await service.retire(actor.name, kid))
-
-
-@router.post("/keys/{kid}/destroy", response_model=KeyView)
-async def destroy_key(
-    kid: str,
-    actor: ServicePrincipal = Depends(require_permission(ADMIN)),
-    service: SignerService = Depends(signer_service),
-) -> KeyView:
-    return KeyView.of(await service.destroy(actor.name, kid))
+    """``activate`` (next → active, retiring the purpose's active key), ``retire`` (active →
+    retired) or ``destroy`` (retired → destroyed, after the grace period)."""
+    steps = {"activate": service.activate, "retire": service.retire, "destroy": service.destroy}
+    return KeyView.of(await steps[action](actor.name, kid))
