@@ -27,3 +27,12 @@ def wait_for_port(port: int, timeout_s: float = 15.0, host: str = "127.0.0.1") -
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s} s")
+
+
+def free_port_block(count: int = 6) -> int:
+    """A base port whose next ``count`` ports are free right now (for a whole stack)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count < 65000 and all(port_is_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free block of ports")

@@ -23,6 +23,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from tsunagu.auth import provision_service_credentials
+from tsunagu.devstack.ca_ceremony import initialise_ca
 from tsunagu.devstack.ports import port_is_free, wait_for_port
 from tsunagu.devstack.postgres import create_database
 from tsunagu.devstack.softhsm import SoftHsmToken, init_token
@@ -168,6 +169,18 @@ def _service_env(
                 prefix + "CRL_INTERVAL_S": str(config.crl_interval_s),
             }
         )
+    if service == "ca":
+        trust = (config.state_dir / "jlis-trust").resolve()
+        env.update(
+            {
+                prefix + "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+                prefix + "SIGNER_URL": f"http://127.0.0.1:{config.base_port}",
+                prefix
+                + "JLIS_SYNC_URL": f"http://127.0.0.1:{config.base_port + list(SERVICES).index('jlis-sync')}",
+                prefix + "JPKI__ROOT_CA_FILE": str(trust / "root.pem"),
+                prefix + "JPKI__SIGNING_CA_FILE": str(trust / "signing.pem"),
+            }
+        )
     if service == "signer":
         env.update(
             {
@@ -207,6 +220,8 @@ def start_stack(config: StackConfig, progress: Callable[[str], None] = print) ->
             )
             stack.urls[service] = f"http://127.0.0.1:{port}"
         _wait_until_ready(stack)
+        asyncio.run(initialise_ca(stack.urls["signer"], stack.urls["ca"], state.resolve() / "credentials"))
+        progress("CA hierarchy ready (root, issuing CA, OCSP responder; keys in the HSM)")
         # J-LIS pushes moves, renewals and deaths to jlis-sync's public receiver.
         httpx.post(
             f"{stack.jlis_url}/subscriptions",

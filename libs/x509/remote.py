@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from cryptography import x509
@@ -71,21 +71,31 @@ def _draft_crl(
     return builder.sign(throwaway_key(algorithm), hash_algorithm, rsa_padding=rsa_padding)
 
 
+# Called with the DER of the draft (same content, throwaway signature) before the real signature is
+# asked for: raise to stop issuance (pre-issuance linting). It runs off the event loop.
+DraftCheck = Callable[[bytes], object]
+
+
 async def sign_certificate(
     builder: x509.CertificateBuilder,
     signer: RemoteSigner,
     *,
     issuer_public_key: CertificateIssuerPublicKeyTypes,
+    check_draft: DraftCheck | None = None,
 ) -> x509.Certificate:
     """Sign the certificate ``builder`` describes with the remote ``signer``.
 
     ``issuer_public_key`` is the key the signer is expected to hold (the subject key itself for a
     self-signed root); the signature is verified with it before the certificate is returned.
+    ``check_draft`` gets the DER of a draft identical but for its signature before the signer is
+    asked (lint it there: an exception stops issuance, nothing is signed).
     Raises ``SignerAlgorithmMismatch`` (before calling the signer) if the signer's algorithm
     cannot sign for that key, ``RemoteSignatureInvalid`` if its signature does not verify.
     """
     check_issuer_key(signer.algorithm, issuer_public_key)
     draft = await asyncio.to_thread(_draft_certificate, builder, signer.algorithm)
+    if check_draft is not None:
+        await asyncio.to_thread(check_draft, draft.public_bytes(Encoding.DER))
     tbs = draft.tbs_certificate_bytes
     signature = await _remote_signature(signer, tbs, issuer_public_key)
     signed = der.with_signature(draft.public_bytes(Encoding.DER), signature)
@@ -97,14 +107,18 @@ async def sign_crl(
     signer: RemoteSigner,
     *,
     issuer_public_key: CertificateIssuerPublicKeyTypes,
+    check_draft: DraftCheck | None = None,
 ) -> x509.CertificateRevocationList:
     """Sign the CRL ``builder`` describes with the remote ``signer``.
 
     Give the builder all revoked entries at once (``revoked_certificates=[...]``): chaining
-    ``add_revoked_certificate`` copies the list each time. Errors as for :func:`sign_certificate`.
+    ``add_revoked_certificate`` copies the list each time. Errors as for :func:`sign_certificate`;
+    ``check_draft`` gets the draft CRL's DER before the signer is asked.
     """
     check_issuer_key(signer.algorithm, issuer_public_key)
     draft = await asyncio.to_thread(_draft_crl, builder, signer.algorithm)
+    if check_draft is not None:
+        await asyncio.to_thread(check_draft, draft.public_bytes(Encoding.DER))
     tbs = draft.tbs_certlist_bytes
     signature = await _remote_signature(signer, tbs, issuer_public_key)
     signed = der.with_signature(draft.public_bytes(Encoding.DER), signature)

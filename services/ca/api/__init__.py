@@ -2,4 +2,10 @@
 
 from fastapi import APIRouter
 
-routers: list[APIRouter] = []
+from tsunagu.ca.api.admin import router as admin_router
+from tsunagu.ca.api.enrollment import router as enrollment_router
+from tsunagu.ca.api.internal import router as internal_router
+from tsunagu.ca.api.ocsp import router as ocsp_router
+from tsunagu.ca.api.public import router as public_router
+
+routers: list[APIRouter] = [enrollment_router, admin_router, internal_router, public_router, ocsp_router]

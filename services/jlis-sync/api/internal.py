@@ -8,7 +8,15 @@ from fastapi import APIRouter, Depends
 
 from tsunagu.auth import ServicePrincipal, require_permission
 from tsunagu.jlis_sync.api.deps import ADMIN, LINK, READ_RESIDENT, STATUS, jlis_service
-from tsunagu.jlis_sync.api.schemas import CrlSync, Linked, LinkRequest, Resident, Status, StatusRequest
+from tsunagu.jlis_sync.api.schemas import (
+    CrlSync,
+    Linked,
+    LinkOwner,
+    LinkRequest,
+    Resident,
+    Status,
+    StatusRequest,
+)
 from tsunagu.jlis_sync.domain.service import JlisSyncService
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
@@ -23,6 +31,18 @@ async def link(
 ) -> Linked:
     serial = await service.link(user_number, body.certificate_pem, body.basic4_consent)
     return Linked(user_number=user_number, jpki_serial=serial)
+
+
+@router.get("/links/by-serial/{serial}", response_model=LinkOwner)
+async def link_owner(
+    serial: str,
+    _caller: ServicePrincipal = Depends(require_permission(LINK)),
+    service: JlisSyncService = Depends(jlis_service),
+) -> LinkOwner:
+    """Who a JPKI signing certificate (serial, hex) belongs to — also after a move or renewal
+    J-LIS told us about: the new certificate is linked to the same person."""
+    user_number, state = await service.link_owner(serial)
+    return LinkOwner(jpki_serial=serial.lower(), user_number=user_number, state=state)
 
 
 @router.post("/jpki/status", response_model=Status)

@@ -19,6 +19,12 @@ class Linked(BaseModel):
     jpki_serial: str
 
 
+class LinkOwner(BaseModel):
+    jpki_serial: str
+    user_number: str
+    state: str  # current | superseded | revoked
+
+
 class StatusRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

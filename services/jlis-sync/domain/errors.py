@@ -45,3 +45,9 @@ class ResidentUnknown(DomainError):
     code = "resident-unknown"
     title = "No such resident"
     status = 404
+
+
+class LinkUnknown(DomainError):
+    code = "link-unknown"
+    title = "No platform user is linked to that JPKI certificate"
+    status = 404

@@ -20,7 +20,13 @@ from tsunagu.events.schemas.jlis_sync import CardRevokedV1, ResidentDeceasedV1, 
 from tsunagu.jlis_sync.domain.consent import check_basic4_consent
 from tsunagu.jlis_sync.domain.crl_der_walk import count_entries, matching_entries
 from tsunagu.jlis_sync.domain.crl_rfc5280 import check_crl
-from tsunagu.jlis_sync.domain.errors import CrlRejected, InvalidJpkiCertificate, LinkConflict, ResidentUnknown
+from tsunagu.jlis_sync.domain.errors import (
+    CrlRejected,
+    InvalidJpkiCertificate,
+    LinkConflict,
+    LinkUnknown,
+    ResidentUnknown,
+)
 from tsunagu.jlis_sync.domain.push import PushNotice, verify_push
 from tsunagu.jlis_sync.jlis.client import Basic4Answer, CardStatus, JlisClient
 from tsunagu.jlis_sync.store.repository import JlisRepository, ResidentRecord
@@ -123,6 +129,16 @@ class JlisSyncService:
                 now,
             )
         return serial
+
+    async def link_owner(self, serial: str) -> tuple[str, str]:
+        """(user number, link state) of a JPKI serial; ``LinkUnknown`` if nobody's."""
+        if not 0 < len(serial) <= 64 or any(c not in "0123456789abcdefABCDEF" for c in serial):
+            raise LinkUnknown("not a certificate serial (hex)")
+        async with self.db.sessions() as session:
+            owner = await JlisRepository(session).link_owner(serial.lower())
+        if owner is None:
+            raise LinkUnknown("no platform user is linked to that certificate")
+        return owner
 
     async def card_status(self, certificate_pem: str) -> CardStatus:
         """Revocation status of a JPKI certificate from J-LIS OCSP, cached while the answer is valid."""

@@ -1,0 +1,24 @@
+"""The reference citizen wallet (SDK): enroll a phone with the My Number Card, hold the phone's
+keys and certificates, sign requests for the platform.
+
+Keys sit behind :class:`~tsunagu.wallet.keys.DeviceKey`; :class:`~tsunagu.wallet.keys.SoftwareKey`
+keeps one in memory (tests, benchmarks), a PKCS#11-backed key (the phone's secure element; SoftHSM2
+here) arrives with the wallet issue. The card is reached through :class:`~tsunagu.wallet.card.Card`
+(the J-LIS sandbox's card API in dev).
+"""
+
+from tsunagu.wallet.card import Card, SandboxCard
+from tsunagu.wallet.enroll import Enrolled, WalletError, enroll, request_app_certificate, revoke
+from tsunagu.wallet.keys import DeviceKey, SoftwareKey
+
+__all__ = [
+    "Card",
+    "DeviceKey",
+    "Enrolled",
+    "SandboxCard",
+    "SoftwareKey",
+    "WalletError",
+    "enroll",
+    "request_app_certificate",
+    "revoke",
+]

@@ -1,0 +1,60 @@
+"""Device keys: make a CSR and sign compact JWS requests with a key that never leaves the device."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.x509.oid import NameOID
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class DeviceKey(Protocol):
+    algorithm: str  # JWS alg
+
+    def csr_pem(self) -> str: ...
+
+    def sign_jws(self, claims: dict[str, Any], kid: str) -> str: ...
+
+
+class SoftwareKey:
+    """An ECDSA P-256 key in memory (ES256): for tests and load generators, not for citizens."""
+
+    algorithm = "ES256"
+
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey | None = None) -> None:
+        self.private_key = private_key or ec.generate_private_key(ec.SECP256R1())
+
+    def csr_pem(self) -> str:
+        # The CA ignores the subject (it writes its own); a CSR still needs one.
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tsunagu-wallet")])
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(subject)
+            .sign(self.private_key, hashes.SHA256())
+        )
+        return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+    def sign_jws(self, claims: dict[str, Any], kid: str) -> str:
+        header = {"alg": self.algorithm, "kid": kid, "typ": "JWT"}
+        signing_input = ".".join(
+            b64url(json.dumps(part, separators=(",", ":"), ensure_ascii=False).encode())
+            for part in (header, claims)
+        )
+        der = self.private_key.sign(signing_input.encode("ascii"), ec.ECDSA(hashes.SHA256()))
+        r, s = utils.decode_dss_signature(der)
+        return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def request_claims(**claims: Any) -> dict[str, Any]:
+    """The members every signed CA request carries, plus the operation's own."""
+    return {"aud": "tsunagu-ca", "iat": int(time.time()), "jti": secrets.token_urlsafe(16), **claims}

@@ -1,0 +1,42 @@
+"""Client of services/jlis-sync for the CA: link a card to a person, ask J-LIS about a card.
+
+jlis = JlisSyncClient("http://jlis-sync:8106", issuer)
+status = await jlis.card_status(pem)          # {"status": "good" | "revoked" | "unknown", ...}
+owner = await jlis.link_owner(serial_hex)     # user number, or None if nobody's
+await jlis.link(user_number, pem, basic4_consent)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tsunagu.auth import ServiceTokenIssuer
+from tsunagu.clients.internal import InternalClient, UpstreamError
+
+
+class JlisSyncClient(InternalClient):
+    def __init__(self, base_url: str, issuer: ServiceTokenIssuer, *, timeout_s: float = 10.0) -> None:
+        super().__init__("jlis-sync", base_url, issuer, timeout_s=timeout_s)
+
+    async def card_status(self, certificate_pem: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST", "/internal/v1/jpki/status", json={"certificate_pem": certificate_pem}
+        )
+        return result
+
+    async def link_owner(self, serial: str) -> str | None:
+        """The user number linked to a JPKI serial (also after a move/renewal), or None."""
+        try:
+            result = await self.request("GET", f"/internal/v1/links/by-serial/{serial}")
+        except UpstreamError as error:
+            if error.status == 404:
+                return None
+            raise
+        return str(result["user_number"])
+
+    async def link(self, user_number: str, certificate_pem: str, basic4_consent: str | None) -> str:
+        body: dict[str, Any] = {"certificate_pem": certificate_pem}
+        if basic4_consent is not None:
+            body["basic4_consent"] = basic4_consent
+        result = await self.request("PUT", f"/internal/v1/links/{user_number}", json=body)
+        return str(result["jpki_serial"])
