@@ -317,6 +317,7 @@ class Enrollments:
             if await repository.person_state(user_number) != "active":
                 raise PersonDeceased("the person is recorded as deceased")
         issuer, certificate, identifier = await self.ca.sign_end_entity(kind, user_number, public_key)
+        failpoint("ca.issue.after_sign")
         now = self.clock()
         try:
             async with self.ca.db.transaction() as session:
