@@ -1,7 +1,9 @@
 """The demo story, run against a running stack. It grows with each issue. Today: an operator's ping
 is recorded by one service, published through its outbox to Kafka and received by every other
 service's consumer (service tokens on every call); then a CA key is made inside the HSM and a root
-certificate is signed with it through the signer, which refuses a service outside the key's ACL."""
+certificate is signed with it through the signer, which refuses a service outside the key's ACL;
+J-LIS tells the platform about a move; a citizen enrolls two phones with the My Number Card (one
+user identification number), loses one, and J-LIS's death notice revokes the rest."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from tsunagu.auth import ServiceTokenIssuer, load_private_key
 from tsunagu.clients import DiagnosticsClient
+from tsunagu.devstack.demo_ca import run_ca_chapter
 from tsunagu.devstack.demo_jlis import run_jlis_chapter
 from tsunagu.devstack.demo_signer import run_signer_chapter
 
@@ -54,7 +57,10 @@ async def run_demo(
             return False
         if jlis_url and "jlis-sync" in urls:
             ok, _ = await run_jlis_chapter(jlis_url, urls["jlis-sync"], credentials_dir, say)
-            return ok
+            if not ok:
+                return False
+        if jlis_url and "ca" in urls:
+            return await run_ca_chapter(jlis_url, urls["ca"], credentials_dir, say)
         return True
     finally:
         for client in clients.values():
