@@ -20,6 +20,7 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ from bench.report import write_report
 from tsunagu.devstack.ports import free_port, free_port_block
 from tsunagu.devstack.stack import RunningStack, StackConfig, start_stack
 
+PG_SERVER = os.environ.get("TSUNAGU_BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
+
 
 @dataclass
 class CaBench:
@@ -38,6 +41,10 @@ class CaBench:
     stack: RunningStack
     quick: bool
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def database(self) -> str:
+        return "PostgreSQL" if self.stack.config.postgres_url else "SQLite"
 
     @property
     def credentials(self) -> Path:
@@ -53,8 +60,13 @@ def _parts() -> dict[str, Part]:
     return {"enroll": ca_enroll.measure, "ocsp": ca_ocsp.measure, "crl": ca_crl.measure}
 
 
-def run(quick: bool, only: list[str], state_dir: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def run(
+    quick: bool, only: list[str], state_dir: Path, sqlite: bool = False
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    # Production runs the services on PostgreSQL; one database per service, dropped afterwards.
+    prefix = f"tsunagu_bench_{uuid.uuid4().hex[:8]}"
     config = StackConfig(
+        postgres_url=None if sqlite else f"{PG_SERVER}/{prefix}",
         state_dir=state_dir,
         kafka_port=free_port(),
         base_port=free_port_block(),
@@ -73,7 +85,17 @@ def run(quick: bool, only: list[str], state_dir: Path) -> tuple[dict[str, dict[s
                 context.notes.append(f"{name}: {time.monotonic() - started:.0f} s")
     finally:
         stack.stop()
+        if not sqlite:
+            asyncio.run(_drop_databases(prefix))
     return metrics, context.notes
+
+
+async def _drop_databases(prefix: str) -> None:
+    from tsunagu.devstack.postgres import drop_database
+    from tsunagu.devstack.stack import SERVICES
+
+    for service in SERVICES:
+        await drop_database(f"{prefix}_{service.replace('-', '_')}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,10 +104,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller counts (smoke run)")
     parser.add_argument("--only", default="enroll,ocsp,crl", help="comma-separated parts")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--sqlite", action="store_true", help="services on SQLite (default PostgreSQL)")
     args = parser.parse_args(argv)
     only = [part.strip() for part in args.only.split(",") if part.strip()]
     with tempfile.TemporaryDirectory(prefix="tsunagu-bench-ca-") as state:
-        metrics, notes = run(args.quick, only, Path(state))
+        metrics, notes = run(args.quick, only, Path(state), sqlite=args.sqlite)
     path = args.output_dir / "ca.json"
     if set(only) != {"enroll", "ocsp", "crl"} and path.exists():  # keep the other parts' figures
         previous = json.loads(path.read_text())

@@ -157,7 +157,8 @@ async def measure(ctx: CaBench) -> dict[str, dict[str, Any]]:
         f"{name} {1000 * seconds / max(1, done):.1f} ms" for name, seconds in cpu.items() if seconds > 0.01
     )
     ctx.notes += [
-        f"enroll: {done} complete enrollments ({failed} failed) in {elapsed:.1f} s with {concurrency} concurrent wallets over HTTP (aiohttp), signer on SoftHSM2, CA/jlis-sync on SQLite",
+        f"enroll: {done} complete enrollments ({failed} failed) in {elapsed:.1f} s, {concurrency} wallets "
+        f"at once over HTTP (aiohttp); signer on SoftHSM2; databases {ctx.database}",
         f"enroll: mean latency per step: {per_step}",
         f"enroll: CPU per enrollment by process: {per_process} (2 cores: the sum bounds the rate)",
     ]
