@@ -26,7 +26,7 @@ from tests.deploy.conftest import (
 # Who may call whom (docs/operations.md, NetworkPolicies); every service calls the signer.
 EXPECTED_CALLERS = {
     "signer": {"ca", "idp", "consent", "broker", "jlis-sync"},
-    "ca": set(),
+    "ca": {"idp", "consent", "broker"},  # certificate status lookups
     "idp": {"broker"},
     "consent": {"broker"},
     "broker": set(),
