@@ -48,6 +48,7 @@ def _policy(settings: CaSettings) -> CaPolicy:
         end_entity_days=settings.end_entity_validity_days,
         challenge_ttl=timedelta(seconds=settings.challenge_ttl_s),
         signed_request_max_age=timedelta(seconds=settings.signed_request_max_age_s),
+        enrollment_completion=timedelta(seconds=settings.enrollment_completion_s),
     )
 
 
@@ -86,6 +87,7 @@ def _resources(late: Late):  # type: ignore[no-untyped-def]
         loops = [
             asyncio.create_task(crls.run(settings.crl_check_interval_s, stopping)),
             asyncio.create_task(ocsp.run(settings.ocsp_refresh_interval_s, stopping)),
+            asyncio.create_task(enrollments.run_housekeeping(600.0, stopping)),
         ]
         try:
             yield services

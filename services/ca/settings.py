@@ -34,6 +34,8 @@ class CaSettings(ServiceSettings):
     authentication_policy_oid: str = "1.3.6.1.4.1.99999.1.2"
     end_entity_validity_days: int = Field(default=5 * 365, gt=0, le=10 * 365)
     challenge_ttl_s: int = Field(default=300, gt=0, le=3600)
+    # After the card's proof, the phone has this long to fetch its two certificates.
+    enrollment_completion_s: int = Field(default=1800, gt=0, le=86_400)
     # Signed requests from the wallet (iat) must be this fresh; their jti is remembered as long.
     signed_request_max_age_s: int = Field(default=300, gt=0, le=3600)
     # CRLs: valid for crl_validity_s, regenerated on change and when half of it has passed.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -28,8 +28,8 @@ from tsunagu.wallet import SandboxCard
 CA_BASE = "http://ca.test"
 
 
-@pytest.fixture(scope="session")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+@contextmanager
+def started_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     config = StackConfig(
         state_dir=tmp_path_factory.mktemp("ca-stack"),
         kafka_port=free_port(),
@@ -44,6 +44,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]
         stack.stop()
 
 
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    with started_stack(tmp_path_factory) as stack:
+        yield stack
+
+
 def _auth(stack: RunningStack, caller: str, audience: str) -> httpx.Auth:
     credentials = stack.config.state_dir / "credentials"
     return ServiceTokenAuth(
@@ -51,14 +57,18 @@ def _auth(stack: RunningStack, caller: str, audience: str) -> httpx.Auth:
     )
 
 
-@pytest.fixture(scope="session")
-def ca_keys(platform: RunningStack) -> dict[str, str]:
+def stack_keys(platform: RunningStack) -> dict[str, str]:
     """The signer key ids of the stack CA's root, issuing CA and OCSP responder (active, for ca)."""
     response = httpx.get(
         f"{platform.urls['ca']}/admin/v1/authorities", auth=_auth(platform, "operator", "ca"), timeout=30
     )
     response.raise_for_status()
     return {authority["kind"]: authority["key_id"] for authority in response.json()}
+
+
+@pytest.fixture(scope="session")
+def ca_keys(platform: RunningStack) -> dict[str, str]:
+    return stack_keys(platform)
 
 
 @dataclass

@@ -3,16 +3,31 @@ keeps every existing chain, CRL and status answer working."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tests.ca.conftest import CaHarness, _auth
+from tests.ca.conftest import CaHarness, _auth, stack_keys, started_stack
 from tsunagu.auth import ServiceTokenIssuer, load_private_key
 from tsunagu.clients.signer import SignerClient
 from tsunagu.devstack.stack import RunningStack
 from tsunagu.wallet import enroll
+
+
+# A rollover activates new CA keys, which retires the signer's previous ones for every CA using
+# them: this module gets a stack of its own so the other tests keep theirs.
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    with started_stack(tmp_path_factory) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def ca_keys(platform: RunningStack) -> dict[str, str]:
+    return stack_keys(platform)
 
 
 async def _new_keys(platform: RunningStack, *purposes: str) -> dict[str, str]:

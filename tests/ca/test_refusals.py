@@ -296,3 +296,19 @@ async def test_the_basic4_consent_must_be_the_cards_own(ca: CaHarness):
             await card.sign(started["signed_data"].encode()),
         )
     ).status_code == 200
+
+
+async def test_a_proven_enrollment_must_be_completed_in_time(ca: CaHarness):
+    started, _ = await _proofed(ca)
+    real_clock = ca.services.ca.clock
+    before = await _snapshot(ca)
+    try:
+        ca.services.ca.clock = lambda: real_clock() + timedelta(hours=2)
+        late = await ca.client.post(
+            f"/v1/enrollments/{started['enrollment_id']}/signing-certificate",
+            json={"csr": SoftwareKey().csr_pem()},
+        )
+        _problem(late, 400, "challenge-expired")
+    finally:
+        ca.services.ca.clock = real_clock
+    assert await _snapshot(ca) == before

@@ -159,3 +159,52 @@ async def test_wrong_pin_is_503_and_the_pin_appears_nowhere(make_signer, softhsm
     assert ready.status_code == 503
     everything = response.text + metrics + ready.text + caplog.text
     assert wrong not in everything and softhsm_signer_token.user_pin not in everything
+
+
+def _tbs_samples() -> tuple[bytes, bytes]:
+    """The to-be-signed bytes of a CRL and of a certificate (signed here with a throwaway key)."""
+    import base64 as b64
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old issuing CA")])
+    now = datetime.now(UTC)
+    crl = x509.CertificateRevocationListBuilder(
+        issuer_name=name, last_update=now, next_update=now + timedelta(days=1)
+    ).sign(key, hashes.SHA256())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    encode = lambda data: b64.urlsafe_b64encode(data).rstrip(b"=").decode()  # noqa: E731
+    return encode(crl.tbs_certlist_bytes), encode(certificate.tbs_certificate_bytes)  # type: ignore[return-value]
+
+
+async def test_a_retired_ca_key_signs_only_revocation_information_and_only_by_key_id(signer: Signer):
+    old = await signer.new_key("ca-issuing", "ES256")
+    new = await signer.new_key("ca-issuing", "ES256")
+    states = {k["kid"]: k["state"] for k in (await signer.call("GET", "/v1/keys", "ca")).json()}
+    assert states[old["kid"]] == "retired" and states[new["kid"]] == "active"
+    crl_tbs, certificate_tbs = _tbs_samples()
+    by_id = await signer.call("POST", "/v1/sign", "ca", json={"key_id": old["kid"], "data": crl_tbs})
+    assert by_id.status_code == 200  # the old issuing CA's CRL, after its rollover
+    issue = await signer.call("POST", "/v1/sign", "ca", json={"key_id": old["kid"], "data": certificate_tbs})
+    assert issue.status_code == 409 and issue.json()["type"].endswith("key-not-active")  # no new certificates
+    digest = await signer.call("POST", "/v1/sign", "ca", json={"key_id": old["kid"], "digest": "A" * 43})
+    assert digest.status_code == 409  # a digest cannot be read, so it is refused
+    by_purpose = await signer.call("POST", "/v1/sign", "ca", json={"purpose": "ca-issuing", "data": crl_tbs})
+    assert by_purpose.json()["key_id"] == new["kid"]
+    assert (
+        await signer.call("POST", "/v1/sign", "idp", json={"key_id": old["kid"], "data": crl_tbs})
+    ).status_code == 403

@@ -7,12 +7,14 @@ transaction or leaves nothing behind.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -49,7 +51,7 @@ from tsunagu.ca.domain.jpki_proof import (
 from tsunagu.ca.domain.service import CertificateAuthority, IssuedCertificate
 from tsunagu.ca.domain.signed_request_jws import read_header, verify_request
 from tsunagu.ca.domain.user_number import new_user_number
-from tsunagu.ca.store.repository import CaRepository, CertificateRecord
+from tsunagu.ca.store.repository import CaRepository, CertificateRecord, EnrollmentRecord
 from tsunagu.clients import UpstreamError
 from tsunagu.events.schemas.ca import PersonEnrolledV1
 from tsunagu.obs import failpoint
@@ -146,7 +148,23 @@ class Enrollments:
         data = signed_challenge(enrollment_id, challenge).decode()
         return Started(enrollment_id, challenge, data, expires_at)
 
-    async def _enrollment(self, enrollment_id: str) -> Any:
+    async def run_housekeeping(self, every_s: float, stopping: asyncio.Event) -> None:
+        """Forget spent request ids and abandoned enrollments (their evidence stays)."""
+        while not stopping.is_set():
+            now = self.clock()
+            try:
+                async with self.ca.db.transaction() as session:
+                    repository = CaRepository(session)
+                    await repository.purge_jti(now)
+                    await repository.purge_enrollments(
+                        now - self.ca.policy.enrollment_completion - timedelta(days=1)
+                    )
+            except Exception as exc:
+                log.error("CA housekeeping failed", extra={"error": type(exc).__name__})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), every_s)
+
+    async def _enrollment(self, enrollment_id: str) -> EnrollmentRecord:
         async with self.ca.db.sessions() as session:
             record = await CaRepository(session).enrollment(enrollment_id)
         if record is None:
@@ -232,8 +250,13 @@ class Enrollments:
 
     # -- 3. signing certificate ----------------------------------------------------------------
 
+    def _check_open(self, enrollment: EnrollmentRecord) -> None:
+        if self.clock() > enrollment.expires_at + self.ca.policy.enrollment_completion:
+            raise ChallengeExpired("the enrollment was not completed in time; start again")
+
     async def issue_signing(self, enrollment_id: str, csr: str) -> IssuedCertificate:
         enrollment = await self._enrollment(enrollment_id)
+        self._check_open(enrollment)
         if enrollment.state != "proofed":
             raise WrongEnrollmentState(f"the enrollment is {enrollment.state}, not proofed")
         return await self._issue(
@@ -249,6 +272,7 @@ class Enrollments:
 
     async def issue_authentication(self, enrollment_id: str, signed_request: str) -> IssuedCertificate:
         enrollment = await self._enrollment(enrollment_id)
+        self._check_open(enrollment)
         if enrollment.state != "signing":
             raise WrongEnrollmentState(f"the enrollment is {enrollment.state}, not signing")
         claims, signer = await self._verified(signed_request, kinds=("signing",))

@@ -56,6 +56,7 @@ class CaPolicy:
     end_entity_days: int
     challenge_ttl: timedelta
     signed_request_max_age: timedelta
+    enrollment_completion: timedelta = timedelta(minutes=30)
 
     @property
     def urls(self) -> profiles.Urls:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -52,6 +53,11 @@ DEFAULT_CALLERS: dict[Purpose, tuple[str, ...]] = {
     Purpose.LOG: ALL_SERVICES,
 }
 PUBLISHED_STATES = (KeyState.NEXT, KeyState.ACTIVE, KeyState.RETIRED)
+# A retired CA key no longer issues, but it must keep signing revocation information (CRLs, OCSP
+# answers) for the certificates it issued until the last of them expires (RFC 5280 §5.1: a CRL is
+# signed by the issuer's key). Such keys sign when named by key id — never chosen by purpose —
+# until they are destroyed. Token, receipt and log keys stop signing when retired.
+SIGNS_WHEN_RETIRED = frozenset({Purpose.CA_ROOT, Purpose.CA_ISSUING, Purpose.OCSP})
 
 
 @dataclass(frozen=True)
@@ -176,10 +182,38 @@ def check_callers(callers: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(set(callers)))
 
 
-def ensure_can_sign(key: SigningKey, caller: str, algorithm: Algorithm | None) -> None:
+def is_revocation_information(payload: bytes) -> bool:
+    """A to-be-signed CRL (``TBSCertList``) or OCSP ``ResponseData``, never a ``TBSCertificate``.
+
+    All three are a DER SEQUENCE; what tells them apart is the first element: a v3 certificate
+    opens with its explicit ``[0]`` version, a CRL with its INTEGER version (or, v1, the signature
+    AlgorithmIdentifier SEQUENCE), ResponseData with the responderID ``[1]``/``[2]`` (its
+    default version is never encoded by our responder).
+    """
+    if len(payload) < 4 or payload[0] != 0x30:
+        return False
+    length = payload[1]
+    offset = 2 + (length & 0x7F if length & 0x80 else 0)
+    return offset < len(payload) and payload[offset] in (0x02, 0x30, 0xA1, 0xA2)
+
+
+def ensure_can_sign(
+    key: SigningKey,
+    caller: str,
+    algorithm: Algorithm | None,
+    *,
+    by_key_id: bool = False,
+    payloads: Sequence[bytes | None] = (),
+) -> None:
+    """``payloads``: the data to be signed (None for a pre-computed digest, which cannot be read)."""
     if caller not in key.allowed_callers:
         raise KeyNotAllowed(f"{caller} may not sign with this key")
-    if key.state is not KeyState.ACTIVE:
+    if key.state is KeyState.ACTIVE:
+        pass
+    elif key.state is KeyState.RETIRED and key.purpose in SIGNS_WHEN_RETIRED and by_key_id:
+        if not payloads or not all(p is not None and is_revocation_information(p) for p in payloads):
+            raise KeyNotActive("a retired CA key signs only CRLs and OCSP responses (given as data)")
+    else:
         raise KeyNotActive(f"the key is {key.state.value}")
     if algorithm is not None and algorithm is not key.algorithm:
         raise AlgorithmMismatch(f"the key signs {key.algorithm.value}, not {algorithm.value}")

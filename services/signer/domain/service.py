@@ -100,7 +100,13 @@ class SignerService:
         INSERT and COMMIT; the signature is returned only once its audit event has committed.
         """
         key = await self._signing_key(key_id, purpose)
-        rules.ensure_can_sign(key, caller, algorithm)
+        rules.ensure_can_sign(
+            key,
+            caller,
+            algorithm,
+            by_key_id=key_id is not None,
+            payloads=[None if p.prehashed else p.value for p in payloads],
+        )
         self._check_payloads(key.algorithm, payloads)
         signatures = await self.backend.sign(key.hsm_label, key.algorithm, payloads)
         async with self.db.transaction() as session:
