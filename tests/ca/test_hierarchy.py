@@ -133,3 +133,23 @@ async def test_issuing_ca_rollover_keeps_existing_chains(ca: CaHarness, platform
         assert crl.status_code == 200
         issuer_certificate = old_issuing if issuer == "issuing-1" else new_issuing
         assert x509.load_der_x509_crl(crl.content).is_signature_valid(issuer_certificate.public_key())  # type: ignore[arg-type]
+
+
+async def test_a_replica_that_missed_the_rollover_issues_from_the_new_ca(
+    make_ca, platform: RunningStack, tmp_path
+):  # type: ignore[no-untyped-def]
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shared-ca.db'}"
+    async with make_ca(url) as first, make_ca(url, ceremony=False) as second:
+        card, _ = await first.new_card()
+        await enroll(second.client, card)  # the replica knows issuing-1
+        keys = await _new_keys(platform, "ca-issuing", "ocsp")
+        rolled = await first.client.post(
+            "/admin/v1/issuing-cas",
+            json={"issuing_key_id": keys["ca-issuing"], "ocsp_key_id": keys["ocsp"]},
+            auth=first.auth("operator"),
+        )
+        assert rolled.status_code == 201
+        assert second.services.ca.hierarchy.current_issuing().id == "issuing-1"  # stale
+        enrolled = await enroll(second.client, card)
+    status = enrolled.signing.chain[0]
+    assert x509.load_pem_x509_certificate(status.encode()).subject.rfc4514_string().startswith("CN=Tsunagu Issuing CA 2")

@@ -251,7 +251,22 @@ class CertificateAuthority:
     async def sign_end_entity(
         self, kind: profiles.CertificateKind, user_number: str, public_key: CertificatePublicKeyTypes
     ) -> tuple[Authority, x509.Certificate, str]:
-        """Build, lint and sign (nothing stored yet); returns (issuer, certificate, identifier name)."""
+        """Build, lint and sign (nothing stored yet); returns (issuer, certificate, identifier name).
+
+        If the signer says the issuing key is no longer active, another replica rolled the
+        issuing CA over: reload the hierarchy and issue from the new CA.
+        """
+        try:
+            return await self._sign_end_entity(kind, user_number, public_key)
+        except IssuanceFailed as failure:
+            if "key-not-active" not in str(failure.detail):
+                raise
+            await self.load()
+            return await self._sign_end_entity(kind, user_number, public_key)
+
+    async def _sign_end_entity(
+        self, kind: profiles.CertificateKind, user_number: str, public_key: CertificatePublicKeyTypes
+    ) -> tuple[Authority, x509.Certificate, str]:
         issuer = self.hierarchy.current_issuing()
         identifier = profiles.new_identifier_name()
         policy = (
