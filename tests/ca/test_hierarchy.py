@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -25,9 +26,15 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]
         yield stack
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ca_keys(platform: RunningStack) -> dict[str, str]:
-    return stack_keys(platform)
+    """The CA keys active in the signer now (a rollover test before retired the stack's own)."""
+    keys = stack_keys(platform)
+    operator = _auth(platform, "operator", "signer")
+    for kind, purpose in (("root", "ca-root"), ("issuing", "ca-issuing"), ("ocsp", "ocsp")):
+        listed = httpx.get(f"{platform.urls['signer']}/v1/keys", params={"purpose": purpose}, auth=operator)
+        keys[kind] = next(k["kid"] for k in listed.raise_for_status().json() if k["state"] == "active")
+    return keys
 
 
 async def _new_keys(platform: RunningStack, *purposes: str) -> dict[str, str]:
@@ -152,4 +159,8 @@ async def test_a_replica_that_missed_the_rollover_issues_from_the_new_ca(
         assert second.services.ca.hierarchy.current_issuing().id == "issuing-1"  # stale
         enrolled = await enroll(second.client, card)
     status = enrolled.signing.chain[0]
-    assert x509.load_pem_x509_certificate(status.encode()).subject.rfc4514_string().startswith("CN=Tsunagu Issuing CA 2")
+    assert (
+        x509.load_pem_x509_certificate(status.encode())
+        .subject.rfc4514_string()
+        .startswith("CN=Tsunagu Issuing CA 2")
+    )
