@@ -117,16 +117,16 @@ class CaHarness:
 def ca_settings(stack: RunningStack, database_url: str, **overrides: Any) -> CaSettings:
     credentials = stack.config.state_dir / "credentials"
     trust = stack.config.state_dir / "jlis-trust"
+    values: dict[str, Any] = {"public_base_url": CA_BASE, **overrides}
     return CaSettings(
         database_url=database_url,
         kafka=KafkaSettings(bootstrap_servers=stack.broker.bootstrap_servers),
         auth={"private_key_file": credentials / "ca.key.pem", "trust_file": credentials / "trust.json"},
         environment="test",
-        public_base_url=CA_BASE,
         signer_url=stack.urls["signer"],
         jlis_sync_url=stack.urls["jlis-sync"],
         jpki={"root_ca_file": trust / "root.pem", "signing_ca_file": trust / "signing.pem"},
-        **overrides,
+        **values,
     )
 
 

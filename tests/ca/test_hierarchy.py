@@ -37,7 +37,7 @@ def ca_keys(platform: RunningStack) -> dict[str, str]:
     return keys
 
 
-async def _new_keys(platform: RunningStack, *purposes: str) -> dict[str, str]:
+async def _new_keys(platform: RunningStack, *purposes: str, algorithm: str = "ES256") -> dict[str, str]:
     issuer = ServiceTokenIssuer(
         "operator", load_private_key(platform.config.state_dir / "credentials" / "operator.key.pem")
     )
@@ -45,7 +45,9 @@ async def _new_keys(platform: RunningStack, *purposes: str) -> dict[str, str]:
     try:
         keys = {}
         for purpose in purposes:
-            created = await signer.create_key(purpose, "ES256")
+            created = await signer.create_key(
+                purpose, algorithm, key_size=2048 if algorithm != "ES256" else None
+            )
             keys[purpose] = (await signer.transition(created["kid"], "activate"))["kid"]
         return keys
     finally:
@@ -164,3 +166,59 @@ async def test_a_replica_that_missed_the_rollover_issues_from_the_new_ca(
         .subject.rfc4514_string()
         .startswith("CN=Tsunagu Issuing CA 2")
     )
+
+
+async def test_a_lint_error_blocks_issuance_and_is_reported(make_ca, ca_keys: dict[str, str]):  # type: ignore[no-untyped-def]
+    # "ca" is neither an IP address nor a fully qualified name: the CRL and OCSP URIs the
+    # certificates would carry break RFC 5280 §4.2.1.6, and pkilint says so before any signature.
+    async with make_ca(ceremony=False, public_base_url="http://ca:8102") as ca:
+        body = {
+            "root_key_id": ca_keys["root"],
+            "issuing_key_id": ca_keys["issuing"],
+            "ocsp_key_id": ca_keys["ocsp"],
+        }
+        refused = await ca.client.post("/admin/v1/hierarchy", json=body, auth=ca.auth("operator"))
+        assert refused.status_code == 422, refused.text
+        problem = refused.json()
+        assert problem["type"] == "urn:tsunagu:problem:certificate-lint-failed"
+        assert {f["code"] for f in problem["findings"]} == {"pkix.invalid_uri_syntax"}
+        assert await ca.rows("authority") == []
+
+
+async def test_an_rsa_hierarchy_issues_chains_openssl_accepts(make_ca, platform: RunningStack, tmp_path):  # type: ignore[no-untyped-def]
+    import subprocess
+
+    keys = await _new_keys(platform, "ca-root", "ca-issuing", "ocsp", algorithm="PS256")
+    async with make_ca(ceremony=False) as ca:
+        body = {
+            "root_key_id": keys["ca-root"],
+            "issuing_key_id": keys["ca-issuing"],
+            "ocsp_key_id": keys["ocsp"],
+        }
+        created = await ca.client.post("/admin/v1/hierarchy", json=body, auth=ca.auth("operator"))
+        assert created.status_code == 201, created.text
+        card, _ = await ca.new_card()
+        enrolled = await enroll(ca.client, card)
+    leaf = x509.load_pem_x509_certificate(enrolled.authentication.certificate_pem.encode())
+    issuing, root = (x509.load_pem_x509_certificate(p.encode()) for p in enrolled.authentication.chain)
+    assert leaf.signature_algorithm_oid.dotted_string == "1.2.840.113549.1.1.10"  # RSASSA-PSS
+    leaf.verify_directly_issued_by(issuing)
+    (tmp_path / "root.pem").write_text(enrolled.authentication.chain[1])
+    (tmp_path / "issuing.pem").write_text(enrolled.authentication.chain[0])
+    (tmp_path / "leaf.pem").write_text(enrolled.authentication.certificate_pem)
+    result = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            tmp_path / "root.pem",
+            "-untrusted",
+            tmp_path / "issuing.pem",
+            tmp_path / "leaf.pem",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert root.subject == issuing.issuer
