@@ -250,19 +250,20 @@ class Enrollments:
 
     # -- 3. signing certificate ----------------------------------------------------------------
 
-    def _check_open(self, enrollment: EnrollmentRecord) -> None:
+    def _open(self, enrollment: EnrollmentRecord, state: str) -> tuple[str, str]:
+        """(user number, device id) of a proven enrollment at ``state``, still in its window."""
         if self.clock() > enrollment.expires_at + self.ca.policy.enrollment_completion:
             raise ChallengeExpired("the enrollment was not completed in time; start again")
+        if enrollment.state != state or enrollment.user_number is None or enrollment.device_id is None:
+            raise WrongEnrollmentState(f"the enrollment is {enrollment.state}, not {state}")
+        return enrollment.user_number, enrollment.device_id
 
     async def issue_signing(self, enrollment_id: str, csr: str) -> IssuedCertificate:
-        enrollment = await self._enrollment(enrollment_id)
-        self._check_open(enrollment)
-        if enrollment.state != "proofed":
-            raise WrongEnrollmentState(f"the enrollment is {enrollment.state}, not proofed")
+        user_number, device_id = self._open(await self._enrollment(enrollment_id), "proofed")
         return await self._issue(
             "signing",
-            enrollment.user_number,
-            enrollment.device_id,
+            user_number,
+            device_id,
             csr,
             enrollment_id=enrollment_id,
             advance=("proofed", "signing", "signing_serial"),
@@ -272,16 +273,14 @@ class Enrollments:
 
     async def issue_authentication(self, enrollment_id: str, signed_request: str) -> IssuedCertificate:
         enrollment = await self._enrollment(enrollment_id)
-        self._check_open(enrollment)
-        if enrollment.state != "signing":
-            raise WrongEnrollmentState(f"the enrollment is {enrollment.state}, not signing")
+        user_number, device_id = self._open(enrollment, "signing")
         claims, signer = await self._verified(signed_request, kinds=("signing",))
         if signer.serial != enrollment.signing_serial or claims.get("enrollment_id") != enrollment_id:
             raise InvalidSignedRequest("the request must be signed with this enrollment's signing key")
         return await self._issue(
             "authentication",
-            enrollment.user_number,
-            enrollment.device_id,
+            user_number,
+            device_id,
             _csr_claim(claims),
             enrollment_id=enrollment_id,
             advance=("signing", "complete", "authentication_serial"),

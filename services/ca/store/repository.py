@@ -88,6 +88,30 @@ class CrlRecord:
 
 
 @dataclass(frozen=True)
+class CrlHeader:
+    """A stored CRL without its DER (which may be tens of megabytes)."""
+
+    issuer_id: str
+    number: int
+    this_update: datetime
+    next_update: datetime
+    revocation_count: int
+
+
+@dataclass(frozen=True)
+class RevokedColumns:
+    """The revoked certificates of one issuer as three aligned columns (few Python objects per
+    entry: a million-entry CRL is built from these). ``revoked_at`` is timezone-aware UTC."""
+
+    serials: list[str]
+    revoked_at: list[datetime]
+    reasons: list[str]
+
+    def __len__(self) -> int:
+        return len(self.serials)
+
+
+@dataclass(frozen=True)
 class OcspRecord:
     serial: str
     issuer_id: str
@@ -297,6 +321,29 @@ class CaRepository:
         )
         return [(row[0], _utc_required(row[1]), row[2]) for row in rows]
 
+    async def revoked_columns(self, issuer_id: str) -> RevokedColumns:
+        """What :meth:`revoked_entries` returns, as columns, fast enough for a million rows.
+
+        On PostgreSQL one row of three arrays straight from the driver: no Row or Record object
+        per certificate (≈ 1.5 s for 1,000,000 instead of ≈ 3 s, and nothing for the cyclic garbage
+        collector to walk). The three aggregates run over the same rows in the same order.
+        """
+        if self.dialect != "postgresql":
+            rows = await self.revoked_entries(issuer_id)
+            return RevokedColumns([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        driver = (await (await self.session.connection()).get_raw_connection()).driver_connection
+        if driver is None:
+            raise RuntimeError("the session's connection has no asyncpg connection")
+        row = await driver.fetchrow(
+            "SELECT array_agg(serial), array_agg(revoked_at), array_agg(revocation_reason)"
+            " FROM certificate WHERE issuer_id = $1 AND revoked_at IS NOT NULL",
+            issuer_id,
+        )
+        if row is None or row[0] is None:  # array_agg of no rows is NULL
+            return RevokedColumns([], [], [])
+        # asyncpg decodes timestamptz as aware UTC datetimes
+        return RevokedColumns(row[0], row[1], row[2])
+
     async def count_certificates(self) -> int:
         return int((await self.session.execute(select(func.count()).select_from(certificate))).scalar_one())
 
@@ -331,6 +378,37 @@ class CaRepository:
             row.entries,
             row.der,
         )
+
+    async def latest_crl_header(self, issuer_id: str) -> CrlHeader | None:
+        """The newest CRL of the issuer without its DER (asked often; the DER only when new)."""
+        row = (
+            await self.session.execute(
+                select(crl.c.number, crl.c.this_update, crl.c.next_update, crl.c.revocation_count)
+                .where(crl.c.issuer_id == issuer_id)
+                .order_by(crl.c.number.desc())
+                .limit(1)
+            )
+        ).first()
+        if row is None:
+            return None
+        return CrlHeader(
+            issuer_id,
+            row.number,
+            _utc_required(row.this_update),
+            _utc_required(row.next_update),
+            row.revocation_count,
+        )
+
+    async def crl_der(self, issuer_id: str, number: int) -> bytes | None:
+        row = (
+            await self.session.execute(
+                select(crl.c.der).where(crl.c.issuer_id == issuer_id, crl.c.number == number)
+            )
+        ).first()
+        if row is None:
+            return None
+        der: bytes = row.der
+        return der
 
     async def add_crl(self, **values: Any) -> None:
         await self.session.execute(crl.insert().values(**values))
