@@ -34,6 +34,14 @@ class JlisSyncClient(InternalClient):
             raise
         return str(result["user_number"])
 
+    async def link_or_owner(self, proposed: str, certificate_pem: str, basic4_consent: str | None) -> str:
+        """Link the card to ``proposed`` unless it already belongs to someone; returns the owner."""
+        body: dict[str, Any] = {"certificate_pem": certificate_pem, "user_number": proposed}
+        if basic4_consent is not None:
+            body["basic4_consent"] = basic4_consent
+        result = await self.request("POST", "/internal/v1/links", json=body)
+        return str(result["user_number"])
+
     async def link(self, user_number: str, certificate_pem: str, basic4_consent: str | None) -> str:
         body: dict[str, Any] = {"certificate_pem": certificate_pem}
         if basic4_consent is not None:

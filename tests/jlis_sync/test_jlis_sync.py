@@ -38,6 +38,21 @@ async def test_link_records_the_card_and_the_basic4_values(world: World, sync: S
     assert denied.status_code == 403
 
 
+async def test_link_or_owner_links_a_new_card_and_answers_the_owner_of_a_known_one(world: World, sync: Sync):
+    card = world.person()
+    body = {"certificate_pem": card.signing_certificate, "user_number": "U-0101"}
+    first = await sync.call("POST", "/internal/v1/links", "ca", json=body)
+    assert first.status_code == 200 and first.json()["user_number"] == "U-0101"
+    again = await sync.call("POST", "/internal/v1/links", "ca", json={**body, "user_number": "U-0999"})
+    assert again.json() == {"user_number": "U-0101", "jpki_serial": card.signing_serial.lower()}
+    owner = await sync.call("GET", f"/internal/v1/links/by-serial/{card.signing_serial}", "ca")
+    assert owner.json()["user_number"] == "U-0101"
+    assert (await sync.call("GET", "/internal/v1/links/by-serial/abc", "ca")).status_code == 404
+    assert (await sync.call("GET", "/internal/v1/links/by-serial/not-hex", "ca")).status_code == 404
+    assert (await sync.call("POST", "/internal/v1/links", "idp", json=body)).status_code == 403
+    assert (await sync.call("GET", "/internal/v1/residents/U-0999", "idp")).status_code == 404
+
+
 def _foreign_certificate() -> str:
     key = rsa.generate_private_key(65537, 2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not J-LIS")])

@@ -64,9 +64,7 @@ class JlisPort(Protocol):
 
     async def card_status(self, certificate_pem: str) -> dict[str, Any]: ...
 
-    async def link_owner(self, serial: str) -> str | None: ...
-
-    async def link(self, user_number: str, certificate_pem: str, basic4_consent: str | None) -> str: ...
+    async def link_or_owner(self, proposed: str, certificate_pem: str, basic4_consent: str | None) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -198,15 +196,16 @@ class Enrollments:
             repository = CaRepository(session)
             # One enrollment of a card at a time: the twin waits here, then finds the person.
             await repository.lock(f"jpki:{serial}")
-            user_number = await repository.person_for_jpki(serial)
-            if user_number is None:  # a card J-LIS linked to a known person (move, renewal)?
-                user_number = await _jlis(lambda: self.jlis.link_owner(serial))
-            user_number = user_number or new_user_number()
+            known = await repository.person_for_jpki(serial)
+            # jlis-sync links the card to the known person or a fresh number — or answers whom
+            # J-LIS linked it to after a move or renewal. Linked before our commit: killed in
+            # between, the next attempt gets the same answer, so a number is never lost or doubled.
+            proposed = known or new_user_number()
+            user_number = await _jlis(lambda: self.jlis.link_or_owner(proposed, pem, basic4_consent))
+            if known is not None and user_number != known:
+                raise EnrollmentConflict("J-LIS links the card to another person")
             if await repository.person_state(user_number) == "deceased":
                 raise PersonDeceased("the person is recorded as deceased")
-            # Linked before our commit: killed in between, the next attempt adopts the number
-            # jlis-sync holds (link_owner above), so a number is never lost or doubled.
-            await _jlis(lambda: self.jlis.link(user_number, pem, basic4_consent))
             failpoint("ca.enrollment.after_link")
             created = await repository.add_person_if_new(user_number, now)
             await repository.add_jpki_identity(serial, user_number, now)

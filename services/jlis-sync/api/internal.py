@@ -13,6 +13,7 @@ from tsunagu.jlis_sync.api.schemas import (
     Linked,
     LinkOwner,
     LinkRequest,
+    ProposedLink,
     Resident,
     Status,
     StatusRequest,
@@ -29,8 +30,22 @@ async def link(
     _caller: ServicePrincipal = Depends(require_permission(LINK)),
     service: JlisSyncService = Depends(jlis_service),
 ) -> Linked:
-    serial = await service.link(user_number, body.certificate_pem, body.basic4_consent)
+    serial, _ = await service.link(user_number, body.certificate_pem, body.basic4_consent)
     return Linked(user_number=user_number, jpki_serial=serial)
+
+
+@router.post("/links", response_model=Linked)
+async def link_or_owner(
+    body: ProposedLink,
+    _caller: ServicePrincipal = Depends(require_permission(LINK)),
+    service: JlisSyncService = Depends(jlis_service),
+) -> Linked:
+    """Link the card to the proposed number — unless it (or a card J-LIS linked to it after a move
+    or renewal) already belongs to someone: then that person's number is answered, unchanged."""
+    serial, owner = await service.link(
+        body.user_number, body.certificate_pem, body.basic4_consent, adopt_existing=True
+    )
+    return Linked(user_number=owner, jpki_serial=serial)
 
 
 @router.get("/links/by-serial/{serial}", response_model=LinkOwner)

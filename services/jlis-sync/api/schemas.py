@@ -14,6 +14,10 @@ class LinkRequest(BaseModel):
     basic4_consent: str | None = Field(default=None, max_length=32_768)
 
 
+class ProposedLink(LinkRequest):
+    user_number: str = Field(min_length=1, max_length=32)
+
+
 class Linked(BaseModel):
     user_number: str
     jpki_serial: str

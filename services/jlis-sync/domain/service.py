@@ -107,8 +107,18 @@ class JlisSyncService:
         except Basic4Missing as missing:
             raise InvalidJpkiCertificate(missing.detail) from None
 
-    async def link(self, user_number: str, certificate_pem: str, basic4_consent: str | None) -> str:
-        """Remember that this JPKI signing certificate belongs to ``user_number``; returns its serial."""
+    async def link(
+        self,
+        user_number: str,
+        certificate_pem: str,
+        basic4_consent: str | None,
+        *,
+        adopt_existing: bool = False,
+    ) -> tuple[str, str]:
+        """Remember that this JPKI signing certificate belongs to ``user_number``; returns (serial,
+        owner). If it is already someone's — proven before, or a new certificate J-LIS linked to a
+        known person after a move or renewal — that is a conflict, unless ``adopt_existing``: then
+        the existing owner is kept and returned (the CA's "find the person or propose a number")."""
         certificate, info = self._jpki_certificate(certificate_pem)
         if basic4_consent is not None:
             check_basic4_consent(basic4_consent, certificate, self.operator_id)
@@ -118,7 +128,9 @@ class JlisSyncService:
             repository = JlisRepository(session)
             owner = await repository.link_owner(serial)
             if owner is not None and owner[0] != user_number:
-                raise LinkConflict("the certificate is already linked to someone else")
+                if not adopt_existing:
+                    raise LinkConflict("the certificate is already linked to someone else")
+                user_number = owner[0]
             await repository.add_link(serial, user_number, now)
             known = await repository.resident(user_number)
             consent = basic4_consent or (known.basic4_consent if known else None)
@@ -128,7 +140,7 @@ class JlisSyncService:
                 ),
                 now,
             )
-        return serial
+        return serial, user_number
 
     async def link_owner(self, serial: str) -> tuple[str, str]:
         """(user number, link state) of a JPKI serial; ``LinkUnknown`` if nobody's."""
