@@ -43,7 +43,7 @@ class CaSettings(ServiceSettings):
     crl_check_interval_s: float = Field(default=30.0, gt=0)
     # OCSP: pre-signed responses valid for ocsp_validity_s, re-signed when less than
     # ocsp_refresh_before_s remains. A request with a nonce gets a fresh response echoing it when
-    # ocsp_echo_nonce is true (RFC 8954 lets a responder ignore it; pre-signed answers are faster).
+    # ocsp_echo_nonce is true (RFC 9654 lets a responder ignore it; pre-signed answers are faster).
     ocsp_validity_s: int = Field(default=86_400, ge=300)
     ocsp_refresh_before_s: int = Field(default=43_200, ge=60)
     ocsp_refresh_interval_s: float = Field(default=10.0, gt=0)

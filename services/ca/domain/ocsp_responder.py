@@ -1,9 +1,11 @@
 """OCSP responder (RFC 6960) for every issuing CA, through its delegated responder certificate.
 
 Hot path: a request without a nonce gets the pre-signed answer for its certificate (SHA-1 CertID,
-what clients send) from memory or the database — no signer call. The refresher signs answers in
+what clients send) from memory or the database — no signer call. A revocation here drops the
+answers at once (``forget``); a cached "good" answer older than ``cache_ttl`` is still served while
+a background check picks up a revocation made by another instance. The refresher signs answers in
 batches (one signer call per few hundred) for new certificates, revoked ones and those nearing
-their nextUpdate. Everything else is signed on demand: a request with a nonce (echoed, RFC 8954,
+their nextUpdate. Everything else is signed on demand: a request with a nonce (echoed, RFC 9654,
 unless ``echo_nonce`` is off), a SHA-256 CertID, a certificate revoked a moment ago, a serial we
 never issued ("unknown"). A request about another CA's certificate gets ``unauthorized``, an
 unparsable one ``malformedRequest`` — both unsigned, as §2.3 allows.
@@ -14,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp
 
 from tsunagu.ca.domain.authorities import Authority
+from tsunagu.ca.domain.errors import UpstreamUnavailable
 from tsunagu.ca.domain.revocation import reason_flag
 from tsunagu.ca.domain.service import CertificateAuthority, signer_call
 from tsunagu.ca.store.repository import CaRepository, CertificateRecord
@@ -30,17 +34,40 @@ from tsunagu.x509.algorithms import algorithm_identifier, verify_signature
 from tsunagu.x509.ocsp_rfc6960 import ocsp_response, response_data, subject_public_key_bits
 
 log = logging.getLogger(__name__)
-MALFORMED = bytes.fromhex("30030a0101")  # OCSPResponse { responseStatus malformedRequest }
+# Unsigned OCSPResponse { responseStatus } (§4.2.1), for the errors §2.3 lets go unsigned.
+MALFORMED = bytes.fromhex("30030a0101")
 INTERNAL_ERROR = bytes.fromhex("30030a0102")
+TRY_LATER = bytes.fromhex("30030a0103")
 UNAUTHORIZED = bytes.fromhex("30030a0106")
 MAX_REQUEST_BYTES = 8_192
+MAX_NONCE_BYTES = 128
+# The CertID hash algorithms we answer for (and can encode back, tsunagu.x509.ocsp_rfc6960).
+CERT_ID_HASHES = frozenset({"sha1", "sha256", "sha384", "sha512"})
+
+
+@dataclass(frozen=True)
+class OcspAnswer:
+    """A DER OCSPResponse and whether HTTP caches may keep it until ``next_update`` (RFC 5019 §6.2):
+    never an error, an answer echoing a nonce or one about a serial we do not know."""
+
+    der: bytes
+    cacheable: bool = False
+    this_update: datetime | None = None
+    next_update: datetime | None = None
+
+
+_MALFORMED = OcspAnswer(MALFORMED)
+_INTERNAL_ERROR = OcspAnswer(INTERNAL_ERROR)
+_TRY_LATER = OcspAnswer(TRY_LATER)
+_UNAUTHORIZED = OcspAnswer(UNAUTHORIZED)
 
 
 @dataclass(frozen=True)
 class _Cached:
-    der: bytes
+    answer: OcspAnswer
+    good: bool  # the status a revocation elsewhere can change
     next_update: datetime
-    loaded_at: datetime
+    check_at: datetime  # when a "good" answer is next checked against the database
 
 
 @dataclass(frozen=True)
@@ -76,29 +103,40 @@ class OcspResponder:
         self.cache_ttl = cache_ttl
         self.max_cached = max_cached
         self._cache: dict[tuple[str, int], _Cached] = {}
+        self._ids_cache: dict[tuple[str, str], _IssuerIds] = {}
+        # Bumped by every forget(): an answer read before a revocation is never cached after it.
+        self._generation = 0
+        self._revalidating: set[tuple[str, int]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
 
     # -- lookups ------------------------------------------------------------------------------
 
-    def _issuer(self, request: ocsp.OCSPRequest) -> _IssuerIds | None:
-        algorithm = request.hash_algorithm
+    def _issuer(self, request: ocsp.OCSPRequest, hash_name: str) -> _IssuerIds | None:
         for authority in self.ca.hierarchy.issuing():
-            ids = self._ids(authority, algorithm)
+            ids = self._ids(authority, request.hash_algorithm, hash_name)
             if ids.key_hash == request.issuer_key_hash and ids.name_hash == request.issuer_name_hash:
                 return ids
         return None
 
-    def _ids(self, authority: Authority, algorithm: hashes.HashAlgorithm) -> _IssuerIds:
-        return _IssuerIds(
+    def _ids(self, authority: Authority, algorithm: hashes.HashAlgorithm, hash_name: str) -> _IssuerIds:
+        cached = self._ids_cache.get((authority.id, hash_name))
+        if cached is not None and cached.authority.certificate is authority.certificate:
+            return cached
+        ids = _IssuerIds(
             authority,
             _hash(algorithm, authority.certificate.subject.public_bytes()),
             _hash(algorithm, subject_public_key_bits(authority.certificate)),
         )
+        self._ids_cache[(authority.id, hash_name)] = ids
+        return ids
 
     def forget(self, serials: list[str]) -> None:
-        """Revoked here: never serve the old answer again (other instances: after cache_ttl)."""
+        """Revoked here: never serve the old answer again. Other instances learn it when they next
+        check a cached answer older than cache_ttl (see _revalidate_later)."""
+        self._generation += 1
         for serial in serials:
-            for hash_name in ("sha1", "sha256", "sha384", "sha512"):
+            for hash_name in CERT_ID_HASHES:
                 self._cache.pop((hash_name, int(serial, 16)), None)
         self._wake.set()
 
@@ -106,52 +144,127 @@ class OcspResponder:
 
     async def respond(self, body: bytes) -> bytes:
         """The DER OCSPResponse for a DER OCSPRequest (never raises for bad input)."""
+        return (await self.answer(body)).der
+
+    async def answer(self, body: bytes) -> OcspAnswer:
+        """The answer to a DER OCSPRequest, with what HTTP caching needs (never raises for bad input)."""
         if len(body) > MAX_REQUEST_BYTES:
-            return MALFORMED
+            return _MALFORMED
         try:
+            # One Request per OCSPRequest (RFC 5019 §2.1.1): cryptography refuses more, so do we.
             request = ocsp.load_der_ocsp_request(body)
             nonce = self._nonce(request)
             serial = request.serial_number
+        except (ValueError, TypeError, NotImplementedError, x509.DuplicateExtension):
+            return _MALFORMED
+        try:
             hash_name = request.hash_algorithm.name
-        except (ValueError, x509.ExtensionNotFound, NotImplementedError):
-            return MALFORMED
-        ids = self._issuer(request)
+        except UnsupportedAlgorithm:
+            return _UNAUTHORIZED  # a CertID we cannot match to any issuer of ours
+        ids = self._issuer(request, hash_name) if hash_name in CERT_ID_HASHES else None
         if ids is None:
-            return UNAUTHORIZED
+            return _UNAUTHORIZED
         now = self.ca.clock()
-        if nonce is None or not self.echo_nonce:
-            cached = self._cache.get((hash_name, serial))
-            if cached and now - cached.loaded_at < self.cache_ttl and cached.next_update > now:
-                return cached.der
-            if hash_name == "sha1":
+        generation = self._generation
+        if nonce is not None and self.echo_nonce:
+            return await self._signed_now(request, ids, nonce, now, generation)
+        cached = self._cache.get((hash_name, serial))
+        if cached is not None and cached.next_update > now:
+            if now >= cached.check_at and cached.good:
+                self._revalidate_later((hash_name, serial), ids.authority.id)
+            return cached.answer
+        if hash_name == "sha1":
+            try:
                 async with self.ca.db.sessions() as session:
                     stored = await CaRepository(session).ocsp(format(serial, "x"))
-                if stored and stored.issuer_id == ids.authority.id and stored.next_update > now:
-                    self._remember((hash_name, serial), stored.der, stored.next_update, now)
-                    return stored.der
+            except Exception as exc:
+                log.warning("OCSP: the database is unavailable", extra={"error": type(exc).__name__})
+                return _TRY_LATER
+            if stored and stored.issuer_id == ids.authority.id and stored.next_update > now:
+                answer = OcspAnswer(stored.der, True, stored.this_update, stored.next_update)
+                self._remember((hash_name, serial), answer, stored.status == "good", now, generation)
+                return answer
+        return await self._signed_now(request, ids, None, now, generation)
+
+    async def _signed_now(
+        self,
+        request: ocsp.OCSPRequest,
+        ids: _IssuerIds,
+        nonce: x509.Extension[x509.ExtensionType] | None,
+        now: datetime,
+        generation: int,
+    ) -> OcspAnswer:
         try:
-            der, next_update = await self._sign_now(request, ids, nonce, now)
+            answer, good = await self._sign_now(request, ids, nonce, now)
+        except UpstreamUnavailable:
+            log.warning("OCSP on-demand signing: the signer is unavailable")
+            return _TRY_LATER
         except Exception as exc:
             log.error("OCSP signing failed", extra={"error": type(exc).__name__})
-            return INTERNAL_ERROR
-        if nonce is None or not self.echo_nonce:
-            self._remember((hash_name, serial), der, next_update, now)
-        return der
+            return _INTERNAL_ERROR
+        if answer.cacheable:
+            self._remember(
+                (request.hash_algorithm.name, request.serial_number), answer, good, now, generation
+            )
+        return answer
+
+    async def settle(self) -> None:
+        """Wait for the background cache checks under way (shutdown, tests)."""
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _revalidate_later(self, key: tuple[str, int], issuer_id: str) -> None:
+        """Serve the cached "good" answer now and check in the background (once per key) that no
+        other instance revoked the certificate meanwhile: stale-while-revalidate, so the database
+        is never on the hot path and cache entries expiring together cause no stampede."""
+        if key in self._revalidating:
+            return
+        self._revalidating.add(key)
+        task = asyncio.create_task(self._revalidate(key, issuer_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _revalidate(self, key: tuple[str, int], issuer_id: str) -> None:
+        generation = self._generation
+        try:
+            async with self.ca.db.sessions() as session:
+                record = await CaRepository(session).certificate(format(key[1], "x"))
+        except Exception as exc:  # a signed answer still within nextUpdate: keep it, retry later
+            log.warning("OCSP cache check failed", extra={"error": type(exc).__name__})
+            return
+        finally:
+            self._revalidating.discard(key)
+        cached = self._cache.get(key)
+        if cached is None or generation != self._generation:
+            return
+        if record is None or record.issuer_id != issuer_id or record.revoked_at is not None:
+            self._cache.pop(key, None)  # revoked elsewhere: the next request gets the truth
+        else:
+            self._cache[key] = replace(cached, check_at=self._check_at(key[1], self.ca.clock()))
 
     @staticmethod
     def _nonce(request: ocsp.OCSPRequest) -> x509.Extension[x509.ExtensionType] | None:
         extension: x509.Extension[x509.ExtensionType]
         for extension in request.extensions:
             if isinstance(extension.value, x509.OCSPNonce):
-                if not 1 <= len(extension.value.nonce) <= 32:  # RFC 8954 §2.1
+                # RFC 9654 §2.1 (obsoletes RFC 8954's 32): 1 to 128 octets, malformedRequest otherwise
+                if not 1 <= len(extension.value.nonce) <= MAX_NONCE_BYTES:
                     raise ValueError("nonce length")
                 return extension
         return None
 
-    def _remember(self, key: tuple[str, int], der: bytes, next_update: datetime, now: datetime) -> None:
+    def _remember(
+        self, key: tuple[str, int], answer: OcspAnswer, good: bool, now: datetime, generation: int
+    ) -> None:
+        if generation != self._generation or answer.next_update is None:
+            return  # a revocation happened meanwhile: the answer may be stale, do not keep it
         if len(self._cache) >= self.max_cached:
             self._cache.clear()
-        self._cache[key] = _Cached(der, next_update, now)
+        self._cache[key] = _Cached(answer, good, answer.next_update, self._check_at(key[1], now))
+
+    def _check_at(self, serial: int, now: datetime) -> datetime:
+        # Spread over ½–1 cache_ttl by serial: answers cached together are not all checked together
+        # (a burst of database reads on the event loop would show in the latency tail).
+        return now + self.cache_ttl * (0.5 + (serial % 512) / 1024)
 
     async def _sign_now(
         self,
@@ -159,16 +272,18 @@ class OcspResponder:
         ids: _IssuerIds,
         nonce: x509.Extension[x509.ExtensionType] | None,
         now: datetime,
-    ) -> tuple[bytes, datetime]:
+    ) -> tuple[OcspAnswer, bool]:
         async with self.ca.db.sessions() as session:
             record = await CaRepository(session).certificate(format(request.serial_number, "x"))
         cert_id = OcspCertId.from_request(request)
-        if record is None or record.issuer_id != ids.authority.id:
+        known = record is not None and record.issuer_id == ids.authority.id
+        if record is None or not known:
             single = OcspSingleResponse(cert_id, ocsp.OCSPCertStatus.UNKNOWN, now, now + self.validity)
         else:
             single = self._single(cert_id, record, now)
         der = (await self._sign_many([single], ids.authority, now, [nonce] if nonce else []))[0]
-        return der, single.next_update or now
+        answer = OcspAnswer(der, known and nonce is None, single.this_update, single.next_update)
+        return answer, single.status is ocsp.OCSPCertStatus.GOOD
 
     def _single(self, cert_id: OcspCertId, record: CertificateRecord, now: datetime) -> OcspSingleResponse:
         if record.revoked_at is not None:
@@ -179,6 +294,7 @@ class OcspResponder:
                 now,
                 now + self.validity,
                 revocation_time=record.revoked_at,
+                # RFC 5280 §5.3.1: the reason code unspecified SHOULD be absent
                 revocation_reason=None if reason == "unspecified" else reason_flag(reason),
             )
         return OcspSingleResponse(cert_id, ocsp.OCSPCertStatus.GOOD, now, now + self.validity)
@@ -234,7 +350,7 @@ class OcspResponder:
             if issuing is None:
                 continue
             sha1 = hashes.SHA1()  # noqa: S303 - the CertID clients send, an identifier, not a signature
-            ids = self._ids(issuing, sha1)
+            ids = self._ids(issuing, sha1, sha1.name)
             singles = [
                 self._single(OcspCertId(sha1, ids.name_hash, ids.key_hash, int(r.serial, 16)), r, now)
                 for r in records
@@ -273,3 +389,4 @@ class OcspResponder:
                 finally:
                     for wait in waits:
                         wait.cancel()
+        await self.settle()
