@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.common import RESULTS_DIR, write_result
 from bench.report import write_report
-from tsunagu.devstack.ports import free_port, free_port_block
+from tsunagu.devstack.ports import free_port_block, free_port_outside
 from tsunagu.devstack.stack import RunningStack, StackConfig, start_stack
 
 PG_SERVER = os.environ.get("TSUNAGU_BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
@@ -65,12 +65,14 @@ def run(
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     # Production runs the services on PostgreSQL; one database per service, dropped afterwards.
     prefix = f"tsunagu_bench_{uuid.uuid4().hex[:8]}"
+    base = free_port_block()
+    kafka = free_port_outside(base)
     config = StackConfig(
         postgres_url=None if sqlite else f"{PG_SERVER}/{prefix}",
         state_dir=state_dir,
-        kafka_port=free_port(),
-        base_port=free_port_block(),
-        jlis_port=free_port(),
+        kafka_port=kafka,
+        base_port=base,
+        jlis_port=free_port_outside(base, kafka),
         log_level="WARNING",
         crl_interval_s=3600.0,
     )

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from bench.common import metric
+from bench.common import group_cpu_seconds, metric
 from tsunagu.wallet import SoftwareKey
 from tsunagu.wallet.keys import request_claims
 
@@ -30,16 +28,6 @@ if TYPE_CHECKING:
     from bench.ca import CaBench
 
 STEPS = ("start", "card", "proof", "signing", "authentication")
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children so far (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -132,7 +120,7 @@ async def measure(ctx: CaBench) -> dict[str, dict[str, Any]]:
         pids = {name: process.pid for name, process in stack.processes.items()}
         if stack.jlis is not None:
             pids["jlis-sandbox"] = stack.jlis.pid
-        cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        cpu_before = {name: group_cpu_seconds(pid) for name, pid in pids.items()}
         queue = list(phones[concurrency:])
         done = failed = 0
         deadline = time.monotonic() + budget_s
@@ -150,7 +138,7 @@ async def measure(ctx: CaBench) -> dict[str, dict[str, Any]]:
 
         await asyncio.gather(*(wallet() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-        cpu = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+        cpu = {name: group_cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
     rate = done / elapsed
     per_step = ", ".join(f"{step} {1000 * sum(v) / max(1, len(v)):.1f} ms" for step, v in timings.items())
     per_process = ", ".join(

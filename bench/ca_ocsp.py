@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
-from bench.common import metric
+from bench.common import group_cpu_seconds, metric
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.devstack.ports import free_port
 from tsunagu.devstack.stack import _service_env
@@ -297,19 +297,6 @@ async def _checked_answers(url: str, population: Population) -> list[bytes]:
     return answers
 
 
-def _cpu_s(group: int) -> float:
-    """CPU seconds (user + system) used so far by the processes of a process group."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        if int(fields[2]) == group:  # pgrp; utime and stime are fields 14 and 15 of stat(5)
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 async def _load(
     url: str,
     bodies: list[bytes],
@@ -324,7 +311,7 @@ async def _load(
     errors = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        server_cpu, client_cpu = _cpu_s(server_group) if server_group else 0.0, time.process_time()
+        server_cpu, client_cpu = group_cpu_seconds(server_group) if server_group else 0.0, time.process_time()
         started = time.perf_counter()
         deadline = started + duration_s
 
@@ -348,7 +335,7 @@ async def _load(
 
         await asyncio.gather(*(loop(offset) for offset in range(concurrency)))
         elapsed = time.perf_counter() - started
-        server_cpu = _cpu_s(server_group) - server_cpu if server_group else 0.0
+        server_cpu = group_cpu_seconds(server_group) - server_cpu if server_group else 0.0
         client_cpu = time.process_time() - client_cpu
     return LoadResult(len(latencies), errors, elapsed, latencies, server_cpu, client_cpu)
 

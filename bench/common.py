@@ -98,3 +98,16 @@ def write_result(
     path = directory / f"{benchmark}.json"
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return path
+
+
+def group_cpu_seconds(group: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of a process group."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[2]) == group:  # pgrp; utime and stime are fields 14 and 15 of stat(5)
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")

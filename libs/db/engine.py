@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -91,3 +92,17 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@overload
+def as_utc(value: datetime) -> datetime: ...
+
+
+@overload
+def as_utc(value: None) -> None: ...
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A stored time as an aware UTC datetime: SQLite hands back naive ones (every time we store
+    is UTC); PostgreSQL's are aware already."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.clients.signer import SignerClient
 
@@ -21,8 +23,6 @@ async def initialise_ca(
     signer_url: str, ca_url: str, credentials_dir: Path, algorithm: str = "ES256"
 ) -> list[Any]:
     """Return the CA's authorities, creating keys and hierarchy if there are none yet."""
-    import httpx
-
     issuer = ServiceTokenIssuer(OPERATOR, load_private_key(credentials_dir / f"{OPERATOR}.key.pem"))
     async with httpx.AsyncClient(base_url=ca_url, auth=ServiceTokenAuth(issuer, "ca"), timeout=120) as ca:
         existing = (await ca.get("/admin/v1/authorities")).raise_for_status().json()

@@ -5,44 +5,18 @@ announces it — without putting the address in the event log."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
+from tsunagu.wallet import SandboxCard
+from tsunagu.wallet.card import basic4_consent
 
 OPERATOR_ID = "tsunagu"  # jlis-sync's default operator id, named in the citizen's consent
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-async def card_consent(jlis: httpx.AsyncClient, card: dict[str, Any]) -> str:
-    """What the wallet does at enrollment: the card signs a consent to the latest-basic-4 service."""
-    certificate = x509.load_pem_x509_certificate(card["signing_certificate"].encode())
-    header = {
-        "alg": "RS256",
-        "x5c": [base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode()],
-    }
-    claims = {
-        "purpose": "jlis-basic4",
-        "serial": card["signing_serial"].lower(),
-        "operator": OPERATOR_ID,
-        "iat": int(time.time()),
-    }
-    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-    signed = await jlis.post(f"/cards/{card['card_id']}/sign", json={"data": _b64(signing_input.encode())})
-    signed.raise_for_status()
-    return f"{signing_input}.{signed.json()['signature']}"
 
 
 def _as(name: str, audience: str, credentials_dir: Path) -> httpx.Auth:
@@ -78,7 +52,7 @@ async def run_jlis_chapter(
             auth=_as("ca", "jlis-sync", credentials_dir),
             json={
                 "certificate_pem": card["signing_certificate"],
-                "basic4_consent": await card_consent(jlis, card),
+                "basic4_consent": await basic4_consent(SandboxCard(jlis, card["card_id"]), OPERATOR_ID),
             },
         )
         linked.raise_for_status()

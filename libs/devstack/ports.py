@@ -36,3 +36,12 @@ def free_port_block(count: int = 6) -> int:
         if base + count < 65000 and all(port_is_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no free block of ports")
+
+
+def free_port_outside(block_base: int, *taken: int, block_size: int = 6) -> int:
+    """A free port outside a block found by :func:`free_port_block` and other ports already chosen:
+    a block is free, not bound, so the OS may hand one of its ports out meanwhile."""
+    while True:
+        port = free_port()
+        if not block_base <= port < block_base + block_size and port not in taken:
+            return port

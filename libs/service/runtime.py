@@ -177,9 +177,20 @@ async def _unless_stopped(stopping: asyncio.Event, step: Any) -> bool:
     return False
 
 
+async def pause(stopping: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:
+    """Between two rounds of a background loop: return after ``seconds``, or as soon as
+    ``stopping`` (or ``wake``, when given: work arrived) is set."""
+    events = [stopping] if wake is None else [stopping, wake]
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
 async def _stopped_within(stopping: asyncio.Event, seconds: float) -> bool:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), seconds)
+    await pause(stopping, seconds)
     return stopping.is_set()
 
 

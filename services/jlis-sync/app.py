@@ -18,7 +18,7 @@ from tsunagu.jlis_sync.events import consumers
 from tsunagu.jlis_sync.jlis.client import JlisClient
 from tsunagu.jlis_sync.settings import JlisSyncSettings
 from tsunagu.jlis_sync.store.models import event_tables, metadata
-from tsunagu.service import ServiceRuntime, ServiceSpec, create_service_app, run_service
+from tsunagu.service import ServiceRuntime, ServiceSpec, create_service_app, pause, run_service
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 # permission → service callers allowed (deny by default)
@@ -39,8 +39,7 @@ async def sync_crl_periodically(service: JlisSyncService, every_s: float, stoppi
             log.info("CRL cycle", extra={"status": outcome.status, "crl_number": outcome.crl_number})
         except Exception as exc:
             log.error("CRL cycle failed", extra={"error": type(exc).__name__, "detail": str(exc)[:200]})
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), every_s)
+        await pause(stopping, every_s)
 
 
 @asynccontextmanager

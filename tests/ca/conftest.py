@@ -20,7 +20,7 @@ from sqlalchemy import select
 from tests.fixtures.services import build_app, running
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.ca.settings import CaSettings
-from tsunagu.devstack.ports import free_port, free_port_block
+from tsunagu.devstack.ports import free_port_block, free_port_outside
 from tsunagu.devstack.stack import RunningStack, StackConfig, start_stack
 from tsunagu.settings import KafkaSettings
 from tsunagu.wallet import SandboxCard
@@ -30,11 +30,13 @@ CA_BASE = "http://ca.test"
 
 @contextmanager
 def started_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    base = free_port_block()
+    kafka = free_port_outside(base)
     config = StackConfig(
         state_dir=tmp_path_factory.mktemp("ca-stack"),
-        kafka_port=free_port(),
-        base_port=free_port_block(),
-        jlis_port=free_port(),
+        kafka_port=kafka,
+        base_port=base,
+        jlis_port=free_port_outside(base, kafka),
         crl_interval_s=3600.0,
     )
     stack = start_stack(config, lambda _message: None)

@@ -14,24 +14,10 @@ import asyncpg
 import pytest
 
 from tests.fixtures.infra import PG_ADMIN_DSN
-from tsunagu.devstack.ports import free_port
+from tsunagu.devstack.ports import free_port, free_port_block, free_port_outside, port_is_free
 from tsunagu.devstack.postgres import drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _ports_block(count: int = 6) -> int:
-    """A base port whose next ``count`` ports are free right now."""
-    for _ in range(50):
-        base = free_port()
-        if base + count < 65000 and all(_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free block of ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def _tsunagu(*args: str) -> list[str]:
@@ -50,13 +36,14 @@ def _dev_up(state_dir: Path, base: int, kafka: int, *extra: str) -> list[str]:
         "--kafka-port",
         str(kafka),
         "--jlis-port",
-        str(free_port()),
+        str(free_port_outside(base, kafka)),
         *extra,
     )
 
 
 def test_dev_up_runs_the_demo_on_sqlite_and_leaves_nothing_running(tmp_path: Path):
-    base, kafka = _ports_block(), free_port()
+    base = free_port_block()
+    kafka = free_port_outside(base)
     result = subprocess.run(
         _dev_up(tmp_path, base, kafka, "--exit-after-demo"),
         cwd=ROOT,
@@ -72,7 +59,7 @@ def test_dev_up_runs_the_demo_on_sqlite_and_leaves_nothing_running(tmp_path: Pat
     assert "idp may not use the CA key (403 urn:tsunagu:problem:key-not-allowed)" in result.stdout
     assert "idp reads the new address over authenticated HTTP: 北海道江別市高砂町6番地" in result.stdout
     assert "停止しました / stopped" in result.stdout
-    assert all(_free(base + i) for i in range(6)) and _free(kafka)
+    assert all(port_is_free(base + i) for i in range(6)) and port_is_free(kafka)
     assert sorted(p.name for p in (tmp_path / "data").iterdir() if p.suffix == ".db") == sorted(
         f"{s}.db" for s in ("signer", "ca", "idp", "consent", "broker", "jlis-sync")
     )
@@ -90,7 +77,8 @@ async def postgres_prefix():
 async def test_dev_up_on_postgresql_serves_until_ctrl_c_then_stops_everything(
     tmp_path: Path, postgres_prefix: str
 ):
-    base, kafka = _ports_block(), free_port()
+    base = free_port_block()
+    kafka = free_port_outside(base)
     server = PG_ADMIN_DSN.rsplit("/", 1)[0]
     stack = subprocess.Popen(
         _dev_up(tmp_path, base, kafka, "--postgres", f"{server}/{postgres_prefix}"),
@@ -128,11 +116,11 @@ async def test_dev_up_on_postgresql_serves_until_ctrl_c_then_stops_everything(
         rest, _ = stack.communicate(timeout=60)
     assert stack.returncode == 0, rest
     assert "停止しました / stopped" in rest
-    assert all(_free(base + i) for i in range(6)) and _free(kafka)
+    assert all(port_is_free(base + i) for i in range(6)) and port_is_free(kafka)
 
 
 def test_dev_up_refuses_a_busy_port_instead_of_talking_to_a_stranger(tmp_path: Path):
-    base = _ports_block()
+    base = free_port_block()
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", base + 1))
         squatter.listen()

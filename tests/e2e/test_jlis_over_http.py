@@ -8,21 +8,22 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.test_dev_stack import _ports_block
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.devstack.demo_jlis import run_jlis_chapter
-from tsunagu.devstack.ports import free_port
+from tsunagu.devstack.ports import free_port_block, free_port_outside
 from tsunagu.devstack.stack import StackConfig, start_stack
 from tsunagu.events import replay_topic
 from tsunagu.settings import KafkaSettings
 
 
 async def test_a_move_reaches_kafka_exactly_once_through_push_and_crl(tmp_path: Path):
+    base = free_port_block()
+    kafka = free_port_outside(base)
     config = StackConfig(
         state_dir=tmp_path / "stack",
-        kafka_port=free_port(),
-        base_port=_ports_block(),
-        jlis_port=free_port(),
+        kafka_port=kafka,
+        base_port=base,
+        jlis_port=free_port_outside(base, kafka),
         crl_interval_s=1.0,
     )
     stack = await asyncio.to_thread(start_stack, config, lambda _message: None)

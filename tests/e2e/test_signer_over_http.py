@@ -13,10 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from tests.e2e.test_dev_stack import _ports_block
 from tsunagu.auth import ServiceTokenIssuer, load_private_key
 from tsunagu.clients.signer import SignerClient
-from tsunagu.devstack.ports import free_port
+from tsunagu.devstack.ports import free_port_block, free_port_outside
 from tsunagu.devstack.stack import StackConfig, start_stack
 from tsunagu.x509 import sign_certificate, sign_crl
 
@@ -44,8 +43,13 @@ def _ca_builder(subject: str, issuer: str, public_key, days: int) -> x509.Certif
 
 
 async def test_ca_chain_and_crl_signed_by_the_signer_process_verify_with_openssl(tmp_path: Path):
+    base = free_port_block()
+    kafka = free_port_outside(base)
     config = StackConfig(
-        state_dir=tmp_path / "stack", kafka_port=free_port(), base_port=_ports_block(), jlis_port=free_port()
+        state_dir=tmp_path / "stack",
+        kafka_port=kafka,
+        base_port=base,
+        jlis_port=free_port_outside(base, kafka),
     )
     stack = await asyncio.to_thread(start_stack, config, lambda _message: None)
     credentials = config.state_dir / "credentials"

@@ -7,7 +7,6 @@ CRLs and OCSP answers are still signed — so a rollover never breaks an existin
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -16,7 +15,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from tsunagu.ca.domain.errors import CaNotInitialised
 from tsunagu.ca.domain.profiles import Issuer
-from tsunagu.x509.ocsp_rfc6960 import subject_public_key_bits
 
 
 @dataclass(frozen=True)
@@ -41,10 +39,6 @@ class Authority:
     @property
     def pem(self) -> str:
         return self.certificate.public_bytes(Encoding.PEM).decode()
-
-    def key_hash(self, algorithm: str = "sha1") -> bytes:
-        """Hash of the subjectPublicKey BIT STRING value, as an OCSP CertID names an issuer."""
-        return hashlib.new(algorithm, subject_public_key_bits(self.certificate)).digest()
 
 
 @dataclass

@@ -17,16 +17,14 @@ limit from ≈ 1,600 entries.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import logging
 import math
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -38,6 +36,7 @@ from tsunagu.ca.domain.errors import CertificateNotFound
 from tsunagu.ca.domain.service import CertificateAuthority, signer_call
 from tsunagu.ca.store.repository import CaRepository, RevokedColumns
 from tsunagu.clients.signer import SignerClient
+from tsunagu.service.runtime import pause
 from tsunagu.x509 import RemoteSigner, der
 from tsunagu.x509.algorithms import check_issuer_key, signature_algorithm_for, throwaway_key, verify_signature
 from tsunagu.x509.remote import DraftCheck
@@ -421,14 +420,4 @@ class CrlPublisher:
                 await self.publish_due()
             except Exception as exc:  # logged and retried next round; the old CRL stays valid
                 log.error("CRL publication failed", extra={"error": type(exc).__name__})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(stopping.wait(), self._wake.wait()), every_s)
-
-
-async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
+            await pause(stopping, every_s, self._wake)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -55,6 +54,7 @@ from tsunagu.ca.store.repository import CaRepository, CertificateRecord, Enrollm
 from tsunagu.clients import UpstreamError
 from tsunagu.events.schemas.ca import PersonEnrolledV1
 from tsunagu.obs import failpoint
+from tsunagu.service.runtime import pause
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +159,7 @@ class Enrollments:
                     )
             except Exception as exc:
                 log.error("CA housekeeping failed", extra={"error": type(exc).__name__})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), every_s)
+            await pause(stopping, every_s)
 
     async def _enrollment(self, enrollment_id: str) -> EnrollmentRecord:
         async with self.ca.db.sessions() as session:
@@ -208,8 +207,7 @@ class Enrollments:
                 raise PersonDeceased("the person is recorded as deceased")
             failpoint("ca.enrollment.after_link")
             created = await repository.add_person_if_new(user_number, now)
-            await repository.add_jpki_identity(serial, user_number, now)
-            if await repository.person_for_jpki(serial) != user_number:
+            if known is None and not await repository.add_jpki_identity(serial, user_number, now):
                 raise EnrollmentConflict("the card was enrolled for another number meanwhile")
             if not await repository.advance_enrollment(
                 enrollment_id,
@@ -300,21 +298,20 @@ class Enrollments:
     async def _verified(self, token: str, kinds: tuple[str, ...]) -> tuple[dict[str, Any], CertificateRecord]:
         """A signed wallet request: the certificate is ours, good now, of the right kind."""
         request = read_header(token)
-        async with self.ca.db.sessions() as session:
-            record = await CaRepository(session).certificate(request.kid)
-        if record is None:
-            raise InvalidSignedRequest("kid names no certificate of this CA")
-        certificate = x509.load_der_x509_certificate(record.certificate_der)
-        now = self.clock()
-        claims = verify_request(
-            request, certificate.public_key(), now=now, max_age=self.ca.policy.signed_request_max_age
-        )
-        if record.kind not in kinds:
-            raise CertificateNotUsable(f"a {' or '.join(kinds)} certificate must sign this request")
-        if record.revoked_at is not None or not record.not_before <= now <= record.not_after:
-            raise CertificateNotUsable("the signing certificate is revoked or expired")
-        async with self.ca.db.sessions() as session:
-            if await CaRepository(session).jti_used(claims["jti"]):  # the commit re-checks (races)
+        async with self.ca.db.sessions() as session:  # one session: the certificate, then the jti
+            repository = CaRepository(session)
+            record = await repository.certificate(request.kid)
+            if record is None:
+                raise InvalidSignedRequest("kid names no certificate of this CA")
+            certificate = x509.load_der_x509_certificate(record.certificate_der)
+            now = self.clock()
+            max_age = self.ca.policy.signed_request_max_age
+            claims = verify_request(request, certificate.public_key(), now=now, max_age=max_age)
+            if record.kind not in kinds:
+                raise CertificateNotUsable(f"a {' or '.join(kinds)} certificate must sign this request")
+            if record.revoked_at is not None or not record.not_before <= now <= record.not_after:
+                raise CertificateNotUsable("the signing certificate is revoked or expired")
+            if await repository.jti_used(claims["jti"]):  # the commit re-checks (races)
                 raise SignedRequestReplayed("this signed request was already used")
         return claims, record
 

@@ -14,7 +14,6 @@ unparsable one ``malformedRequest`` — both unsigned, as §2.3 allows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -29,6 +28,7 @@ from tsunagu.ca.domain.errors import UpstreamUnavailable
 from tsunagu.ca.domain.revocation import reason_flag
 from tsunagu.ca.domain.service import CertificateAuthority, signer_call
 from tsunagu.ca.store.repository import CaRepository, CertificateRecord
+from tsunagu.service.runtime import pause
 from tsunagu.x509 import OcspCertId, OcspSingleResponse
 from tsunagu.x509.algorithms import algorithm_identifier, verify_signature
 from tsunagu.x509.ocsp_rfc6960 import ocsp_response, response_data, subject_public_key_bits
@@ -382,11 +382,5 @@ class OcspResponder:
                     pass
             except Exception as exc:  # retried next round; on-demand signing covers the gap
                 log.error("OCSP refresh failed", extra={"error": type(exc).__name__})
-            with contextlib.suppress(TimeoutError):
-                waits = [asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(self._wake.wait())]
-                try:
-                    await asyncio.wait_for(asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED), every_s)
-                finally:
-                    for wait in waits:
-                        wait.cancel()
+            await pause(stopping, every_s, self._wake)
         await self.settle()

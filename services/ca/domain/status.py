@@ -14,11 +14,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from tsunagu.ca.domain.authorities import Hierarchy
-from tsunagu.ca.domain.errors import CertificateNotFound, InvalidCsr
+from tsunagu.ca.domain.errors import CertificateNotFound
 from tsunagu.ca.store.repository import CertificateRecord
+from tsunagu.errors import BadRequest
 
 
-class InvalidCertificate(InvalidCsr):
+class InvalidCertificate(BadRequest):
     code = "invalid-certificate"
     title = "The certificate is malformed"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
@@ -24,14 +24,7 @@ from tsunagu.ca.store.models import (
     proofing_record,
     request_jti,
 )
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-def _utc_required(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+from tsunagu.db import as_utc
 
 
 @dataclass(frozen=True)
@@ -131,7 +124,7 @@ def _authority(row: Any) -> AuthorityRecord:
         row.certificate_der,
         row.state,
         row.revocation_count,
-        _utc_required(row.not_after),
+        as_utc(row.not_after),
     )
 
 
@@ -144,11 +137,11 @@ def _certificate(row: Any) -> CertificateRecord:
         row.kind,
         row.app_id,
         row.identifier_name,
-        _utc_required(row.not_before),
-        _utc_required(row.not_after),
+        as_utc(row.not_before),
+        as_utc(row.not_after),
         row.certificate_der,
-        _utc_required(row.issued_at),
-        _utc(row.revoked_at),
+        as_utc(row.issued_at),
+        as_utc(row.revoked_at),
         row.revocation_reason,
     )
 
@@ -199,7 +192,7 @@ class CaRepository:
             row.id,
             row.challenge,
             row.state,
-            _utc_required(row.expires_at),
+            as_utc(row.expires_at),
             row.user_number,
             row.device_id,
             row.signing_serial,
@@ -319,7 +312,7 @@ class CaRepository:
                 certificate.c.issuer_id == issuer_id, certificate.c.revoked_at.is_not(None)
             )
         )
-        return [(row[0], _utc_required(row[1]), row[2]) for row in rows]
+        return [(row[0], as_utc(row[1]), row[2]) for row in rows]
 
     async def revoked_columns(self, issuer_id: str) -> RevokedColumns:
         """What :meth:`revoked_entries` returns, as columns, fast enough for a million rows.
@@ -372,8 +365,8 @@ class CaRepository:
         return CrlRecord(
             row.issuer_id,
             row.number,
-            _utc_required(row.this_update),
-            _utc_required(row.next_update),
+            as_utc(row.this_update),
+            as_utc(row.next_update),
             row.revocation_count,
             row.entries,
             row.der,
@@ -394,8 +387,8 @@ class CaRepository:
         return CrlHeader(
             issuer_id,
             row.number,
-            _utc_required(row.this_update),
-            _utc_required(row.next_update),
+            as_utc(row.this_update),
+            as_utc(row.next_update),
             row.revocation_count,
         )
 
@@ -424,8 +417,8 @@ class CaRepository:
             row.serial,
             row.issuer_id,
             row.status,
-            _utc_required(row.this_update),
-            _utc_required(row.next_update),
+            as_utc(row.this_update),
+            as_utc(row.next_update),
             row.der,
         )
 

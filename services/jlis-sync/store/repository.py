@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -12,11 +12,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tsunagu.db import as_utc
 from tsunagu.jlis_sync.store.models import crl_checkpoint, jpki_link, push_receipt, resident, revocation_seen
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 @dataclass(frozen=True)
@@ -93,7 +90,7 @@ class JlisRepository:
                 row.birth_date,
                 row.sex,
                 row.basic4_consent,
-                _utc(row.deceased_at),
+                as_utc(row.deceased_at),
             )
             for row in rows
         }
@@ -145,7 +142,7 @@ class JlisRepository:
             row.birth_date,
             row.sex,
             row.basic4_consent,
-            _utc(row.deceased_at),
+            as_utc(row.deceased_at),
         )
 
     async def save_resident(self, record: ResidentRecord, now: datetime) -> None:

@@ -4,12 +4,13 @@ the domain turns them into its own types."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tsunagu.db import as_utc
 from tsunagu.signer.store.models import signing_key
 
 _table = signing_key
@@ -31,11 +32,6 @@ class KeyRecord:
     destroyed_at: datetime | None = None
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; every time we store is UTC.
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
 def _to_record(row: Any) -> KeyRecord:
     return KeyRecord(
         kid=row.kid,
@@ -46,10 +42,10 @@ def _to_record(row: Any) -> KeyRecord:
         hsm_label=row.hsm_label,
         public_key_der=row.public_key_der,
         allowed_callers=tuple(row.allowed_callers),
-        created_at=_utc(row.created_at) or row.created_at,
-        activated_at=_utc(row.activated_at),
-        retired_at=_utc(row.retired_at),
-        destroyed_at=_utc(row.destroyed_at),
+        created_at=as_utc(row.created_at) or row.created_at,
+        activated_at=as_utc(row.activated_at),
+        retired_at=as_utc(row.retired_at),
+        destroyed_at=as_utc(row.destroyed_at),
     )
 
 
