@@ -1,9 +1,11 @@
-"""Client of services/jlis-sync for the CA: link a card to a person, ask J-LIS about a card.
+"""Client of services/jlis-sync: link a card to a person, ask J-LIS about a card (ca); read a
+resident's current basic 4 information (idp, broker — only to release it with consent).
 
 jlis = JlisSyncClient("http://jlis-sync:8106", issuer)
 status = await jlis.card_status(pem)          # {"status": "good" | "revoked" | "unknown", ...}
 owner = await jlis.link_owner(serial_hex)     # user number, or None if nobody's
 await jlis.link(user_number, pem, basic4_consent)
+resident = await jlis.resident(user_number)  # name, address, birth_date, sex, deceased_at
 """
 
 from __future__ import annotations
@@ -48,3 +50,13 @@ class JlisSyncClient(InternalClient):
             body["basic4_consent"] = basic4_consent
         result = await self.request("PUT", f"/internal/v1/links/{user_number}", json=body)
         return str(result["jpki_serial"])
+
+    async def resident(self, user_number: str) -> dict[str, Any] | None:
+        """The person's current basic 4 information, or None when jlis-sync knows none."""
+        try:
+            result: dict[str, Any] = await self.request("GET", f"/internal/v1/residents/{user_number}")
+        except UpstreamError as error:
+            if error.status == 404:
+                return None
+            raise
+        return result

@@ -47,3 +47,25 @@ async def initialise_ca(
         if response.is_error:
             raise RuntimeError(f"the CA refused its hierarchy: {response.status_code} {response.text[:2000]}")
         return list(response.json())
+
+
+async def ensure_active_keys(
+    signer_url: str, credentials_dir: Path, purposes: tuple[tuple[str, str], ...] = (("id-token", "ES256"),)
+) -> dict[str, str]:
+    """An active signer key for each (purpose, algorithm) that has none: the idp's ID-token key
+    and the like. Returns purpose → active key id."""
+    issuer = ServiceTokenIssuer(OPERATOR, load_private_key(credentials_dir / f"{OPERATOR}.key.pem"))
+    signer = SignerClient(signer_url, issuer)
+    try:
+        active: dict[str, str] = {}
+        for purpose, algorithm in purposes:
+            keys = await signer.keys(purpose=purpose)
+            found = [k for k in keys if k["state"] == "active" and k["algorithm"] == algorithm]
+            if found:
+                active[purpose] = found[0]["kid"]
+                continue
+            created = await signer.create_key(purpose, algorithm)
+            active[purpose] = (await signer.transition(created["kid"], "activate"))["kid"]
+        return active
+    finally:
+        await signer.aclose()

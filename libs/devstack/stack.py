@@ -23,7 +23,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from tsunagu.auth import provision_service_credentials
-from tsunagu.devstack.ca_ceremony import initialise_ca
+from tsunagu.devstack.ca_ceremony import ensure_active_keys, initialise_ca
 from tsunagu.devstack.ports import port_is_free, wait_for_port
 from tsunagu.devstack.postgres import create_database
 from tsunagu.devstack.softhsm import SoftHsmToken, init_token
@@ -181,6 +181,17 @@ def _service_env(
                 prefix + "JPKI__SIGNING_CA_FILE": str(trust / "signing.pem"),
             }
         )
+    if service == "idp":
+        env.update(
+            {
+                prefix + "ISSUER": f"http://127.0.0.1:{port}",
+                prefix + "SIGNER_URL": f"http://127.0.0.1:{config.base_port}",
+                prefix + "CA_URL": f"http://127.0.0.1:{config.base_port + list(SERVICES).index('ca')}",
+                prefix
+                + "JLIS_SYNC_URL": f"http://127.0.0.1:{config.base_port + list(SERVICES).index('jlis-sync')}",
+                prefix + "DATA_DIR": str((config.state_dir / "data").resolve()),
+            }
+        )
     if service == "signer":
         env.update(
             {
@@ -222,6 +233,8 @@ def start_stack(config: StackConfig, progress: Callable[[str], None] = print) ->
         _wait_until_ready(stack)
         asyncio.run(initialise_ca(stack.urls["signer"], stack.urls["ca"], state.resolve() / "credentials"))
         progress("CA hierarchy ready (root, issuing CA, OCSP responder; keys in the HSM)")
+        asyncio.run(ensure_active_keys(stack.urls["signer"], state.resolve() / "credentials"))
+        progress("ID-token signing key ready (in the HSM)")
         # J-LIS pushes moves, renewals and deaths to jlis-sync's public receiver.
         httpx.post(
             f"{stack.jlis_url}/subscriptions",

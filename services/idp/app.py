@@ -1,21 +1,98 @@
-"""Tsunagu IdP: OpenID Provider keyed on the user identification number; pairwise subjects; wallet login."""
+"""Tsunagu IdP.
 
+OpenID Provider keyed on the user identification number: pairwise subjects, passwordless login
+approved by the citizen's wallet, CIBA, consent-gated claims.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from tsunagu.clients.ca import CaClient
+from tsunagu.clients.jlis_sync import JlisSyncClient
+from tsunagu.clients.signer import SignerClient
 from tsunagu.idp.api import routers
-from tsunagu.idp.events import consumers
+from tsunagu.idp.api.deps import ADMIN, SUBJECTS, IdpServices
+from tsunagu.idp.domain.claims import ClaimsRelease, ConsentGate, ConsentServiceGate, DenyAllConsent
+from tsunagu.idp.domain.subjects import PairwiseSubjects
+from tsunagu.idp.events import Late, consumers
 from tsunagu.idp.settings import IdpSettings
 from tsunagu.idp.store.models import event_tables, metadata
-from tsunagu.service import ServiceSpec, create_service_app, run_service
+from tsunagu.service import ServiceRuntime, ServiceSpec, create_service_app, run_service
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 # permission → service callers allowed (deny by default)
-GRANTS: dict[str, list[str]] = {}
+GRANTS: dict[str, list[str]] = {
+    ADMIN: ["operator"],
+    SUBJECTS: ["broker"],
+}
+log = logging.getLogger(__name__)
+
+
+def _pairwise_secret(settings: IdpSettings) -> bytes | None:
+    """The configured secret; in dev/test one generated once into the data directory."""
+    if settings.pairwise_secret is not None:
+        return settings.pairwise_secret.get_secret_value().encode()
+    if settings.environment == "production":
+        return None
+    path = settings.data_dir / "idp-pairwise.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip().encode()
+
+
+def _resources(late: Late):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def idp_resources(runtime: ServiceRuntime) -> AsyncIterator[IdpServices | None]:
+        settings = runtime.settings
+        assert isinstance(settings, IdpSettings)
+        secret = _pairwise_secret(settings)
+        if runtime.issuer is None or secret is None:
+            log.error("no service key or no pairwise secret configured: the idp refuses every request")
+            yield None
+            return
+        async with AsyncExitStack() as stack:
+            signer = SignerClient(settings.signer_url, runtime.issuer)
+            stack.push_async_callback(signer.aclose)
+            ca = CaClient(settings.ca_url, runtime.issuer)
+            stack.push_async_callback(ca.aclose)
+            jlis = JlisSyncClient(settings.jlis_sync_url, runtime.issuer)
+            stack.push_async_callback(jlis.aclose)
+            consent: ConsentGate = DenyAllConsent()
+            if settings.consent_url:
+                gate = ConsentServiceGate("consent", settings.consent_url, runtime.issuer)
+                stack.push_async_callback(gate.aclose)
+                consent = gate
+            services = IdpServices(
+                settings=settings,
+                runtime=runtime,
+                subjects=PairwiseSubjects(secret),
+                claims=ClaimsRelease(jlis, consent),
+                ca=ca,
+                jlis=jlis,
+                signer=signer,
+            )
+            late.services = services
+            try:
+                yield services
+            finally:
+                late.services = None
+
+    return idp_resources
 
 
 def service_spec(settings: IdpSettings) -> ServiceSpec:
+    late = Late()
     return ServiceSpec(
         settings=settings,
         title="Tsunagu IdP",
@@ -24,8 +101,9 @@ def service_spec(settings: IdpSettings) -> ServiceSpec:
         tables=event_tables,
         migrations_dir=MIGRATIONS,
         routers=routers,
-        consumers=consumers(event_tables),
+        consumers=consumers(event_tables, late),
         grants=GRANTS,
+        resources=_resources(late),
     )
 
 

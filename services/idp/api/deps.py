@@ -1,0 +1,43 @@
+"""The idp's domain services for a request (built once per app in ``app.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from tsunagu.clients.ca import CaClient
+from tsunagu.clients.jlis_sync import JlisSyncClient
+from tsunagu.clients.signer import SignerClient
+from tsunagu.errors import ServiceUnavailable
+from tsunagu.idp.domain.claims import ClaimsRelease
+from tsunagu.idp.domain.subjects import PairwiseSubjects
+from tsunagu.idp.settings import IdpSettings
+from tsunagu.service import ServiceRuntime, get_runtime
+
+ADMIN = "idp:admin"  # tenants and clients (operator)
+SUBJECTS = "idp:subjects:read"  # map a client's pairwise sub back to the person (broker)
+
+
+class IdpNotConfigured(ServiceUnavailable):
+    code = "idp-not-configured"
+    title = "The idp is not configured (service credentials or pairwise secret missing)"
+
+
+@dataclass
+class IdpServices:
+    settings: IdpSettings
+    runtime: ServiceRuntime
+    subjects: PairwiseSubjects
+    claims: ClaimsRelease
+    ca: CaClient
+    jlis: JlisSyncClient
+    signer: SignerClient
+    # Each part of the idp adds its component here (typed) and builds it in app.py's resources.
+
+
+def services(request: Request) -> IdpServices:
+    resources = get_runtime(request).resources
+    if not isinstance(resources, IdpServices):
+        raise IdpNotConfigured("set TSUNAGU_IDP_AUTH__ files (and PAIRWISE_SECRET in production)")
+    return resources
