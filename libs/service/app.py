@@ -63,6 +63,11 @@ class ServiceSpec:
     # body limit, request id and metrics): (method, exact path) → app. FastAPI's router costs
     # ≈ 60–90 µs a request, most of what an OCSP answer from memory costs.
     fast_routes: Mapping[tuple[str, str], ASGIApp] = field(default_factory=dict)
+    # Errors that are not problem+json by standard (OAuth's RFC 6749 errors): exception type →
+    # handler, installed after the problem handlers.
+    exception_handlers: Mapping[type[Exception], Callable[[Request, Any], Awaitable[Response]]] = field(
+        default_factory=dict
+    )
     version: str = "0.1.0"
 
 
@@ -139,6 +144,8 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
         RateLimitMiddleware, rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
     )
     install_problem_handlers(app)
+    for exception_type, handler in spec.exception_handlers.items():
+        app.add_exception_handler(exception_type, handler)
     app.include_router(_ops_router(metrics, spec.readiness))
     app.include_router(diagnostics.router(spec.metadata))
     for router in spec.routers:

@@ -20,7 +20,9 @@ from tsunagu.clients.jlis_sync import JlisSyncClient
 from tsunagu.clients.signer import SignerClient
 from tsunagu.idp.api import routers
 from tsunagu.idp.api.deps import ADMIN, SUBJECTS, IdpServices
+from tsunagu.idp.api.oauth_errors import oauth_error_handler
 from tsunagu.idp.domain.claims import ClaimsRelease, ConsentGate, ConsentServiceGate, DenyAllConsent
+from tsunagu.idp.domain.errors import OAuthError
 from tsunagu.idp.domain.subjects import PairwiseSubjects
 from tsunagu.idp.events import Late, consumers
 from tsunagu.idp.settings import IdpSettings
@@ -104,6 +106,7 @@ def service_spec(settings: IdpSettings) -> ServiceSpec:
         consumers=consumers(event_tables, late),
         grants=GRANTS,
         resources=_resources(late),
+        exception_handlers={OAuthError: oauth_error_handler},
     )
 
 

@@ -1,0 +1,72 @@
+"""Server-rendered pages (login, approval wait, logout, errors): Japanese by default, English on
+``ui_locales``/``Accept-Language``; strict CSP (no inline script except by nonce, no external
+origin), no framing, no caching of personal pages."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+_env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+LOCALES = ("ja", "en")
+
+
+def choose_locale(request: Request, ui_locales: str | None = None) -> str:
+    """First supported of ``ui_locales`` (space separated), else of Accept-Language, else ja."""
+    for tag in (ui_locales or "").split():
+        base = tag.split("-")[0].lower()
+        if base in LOCALES:
+            return base
+    header = request.headers.get("accept-language", "")
+    for part in header.split(","):
+        base = part.split(";")[0].strip().split("-")[0].lower()
+        if base in LOCALES:
+            return base
+    return "ja"
+
+
+def security_headers(nonce: str) -> dict[str, str]:
+    return {
+        "Content-Security-Policy": (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+            "frame-ancestors 'none'"
+        ),
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+
+def render(request: Request, template: str, locale: str, status: int = 200, **context: Any) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(16)
+    html = _env.get_template(template).render(locale=locale, nonce=nonce, t=TEXT[locale], **context)
+    return HTMLResponse(html, status_code=status, headers=security_headers(nonce))
+
+
+def error_page(request: Request, error: str, description: str, *, status: int = 400) -> HTMLResponse:
+    locale = choose_locale(request, request.query_params.get("ui_locales"))
+    return render(request, "error.html", locale, status=status, error=error, description=description)
+
+
+TEXT: dict[str, dict[str, str]] = {
+    "ja": {
+        "error_title": "ログインできません",
+        "error_lead": "リクエストを処理できませんでした。",
+        "error_code": "エラーコード",
+        "back": "サービスに戻ってやり直してください。",
+    },
+    "en": {
+        "error_title": "Cannot log in",
+        "error_lead": "The request could not be processed.",
+        "error_code": "Error code",
+        "back": "Go back to the service and try again.",
+    },
+}
