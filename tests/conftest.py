@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.infra", "tests.fixtures.softhsm"]
+pytest_plugins = ["tests.fixtures.infra", "tests.fixtures.softhsm", "tests.fixtures.browser"]

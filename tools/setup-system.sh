@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts what the project needs from the operating system (Debian/Ubuntu):
-# SoftHSM2 (the HSM stand-in) and a PostgreSQL server on 127.0.0.1:5432 that the test user can
-# reach. Idempotent: does nothing when everything is already there. Needs root (or sudo) only
-# when something is missing.
+# SoftHSM2 (the HSM stand-in), a PostgreSQL server on 127.0.0.1:5432 that the test user can
+# reach, and Debian's Chromium with Japanese fonts for the page tests (tests/fixtures/browser.py).
+# Idempotent: does nothing when everything is already there. Needs root (or sudo) only when
+# something is missing.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -20,6 +21,18 @@ fi
 if ! command -v softhsm2-util >/dev/null 2>&1; then
   echo "installing softhsm2"
   apt_install softhsm2
+fi
+
+# Page tests drive Debian's Chromium (a browser build downloaded by `playwright install` is not an
+# option: only the package registries are reachable). fonts-noto-cjk: Japanese text renders as
+# boxes without it.
+if [ ! -x /usr/lib/chromium/chromium ]; then
+  echo "installing chromium (headless page tests)"
+  apt_install chromium
+fi
+if ! dpkg-query -W -f='${Status}' fonts-noto-cjk 2>/dev/null | grep -q 'ok installed'; then
+  echo "installing fonts-noto-cjk (Japanese text in page screenshots)"
+  apt_install fonts-noto-cjk
 fi
 
 pg_ok() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; }
@@ -45,4 +58,4 @@ if ! pg_ok; then
   fi
   pg_ok || { echo "PostgreSQL on 127.0.0.1:5432 is still unreachable as user postgres" >&2; exit 1; }
 fi
-echo "system ready: softhsm2 $(softhsm2-util --version), PostgreSQL on 127.0.0.1:5432"
+echo "system ready: softhsm2 $(softhsm2-util --version), PostgreSQL on 127.0.0.1:5432, $(/usr/lib/chromium/chromium --version)"
