@@ -22,6 +22,8 @@ from tsunagu.idp.api import routers
 from tsunagu.idp.api.deps import ADMIN, SUBJECTS, IdpServices
 from tsunagu.idp.api.oauth_errors import oauth_error_handler
 from tsunagu.idp.domain.claims import ClaimsRelease, ConsentGate, ConsentServiceGate, DenyAllConsent
+from tsunagu.idp.domain.client_auth import ClientAuthenticator
+from tsunagu.idp.domain.clients import ClientRegistry
 from tsunagu.idp.domain.errors import OAuthError
 from tsunagu.idp.domain.subjects import PairwiseSubjects
 from tsunagu.idp.events import Late, consumers
@@ -84,6 +86,9 @@ def _resources(late: Late):  # type: ignore[no-untyped-def]
                 jlis=jlis,
                 signer=signer,
             )
+            services.clients = ClientRegistry(runtime.db, runtime.outbox, settings)
+            stack.push_async_callback(services.clients.aclose)
+            services.client_auth = ClientAuthenticator(services.clients, runtime.db, settings)
             late.services = services
             try:
                 yield services

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
@@ -11,6 +11,8 @@ from tsunagu.clients.jlis_sync import JlisSyncClient
 from tsunagu.clients.signer import SignerClient
 from tsunagu.errors import ServiceUnavailable
 from tsunagu.idp.domain.claims import ClaimsRelease
+from tsunagu.idp.domain.client_auth import ClientAuthenticator
+from tsunagu.idp.domain.clients import ClientRegistry
 from tsunagu.idp.domain.subjects import PairwiseSubjects
 from tsunagu.idp.settings import IdpSettings
 from tsunagu.service import ServiceRuntime, get_runtime
@@ -34,6 +36,8 @@ class IdpServices:
     jlis: JlisSyncClient
     signer: SignerClient
     # Each part of the idp adds its component here (typed) and builds it in app.py's resources.
+    clients: ClientRegistry = field(init=False)  # tenants, clients, registration, client keys
+    client_auth: ClientAuthenticator = field(init=False)  # client authentication (token, PAR, CIBA …)
 
 
 def services(request: Request) -> IdpServices:
