@@ -10,6 +10,7 @@ here) arrives with the wallet issue. The card is reached through :class:`~tsunag
 from tsunagu.wallet.card import Card, SandboxCard
 from tsunagu.wallet.enroll import Enrolled, WalletError, enroll, request_app_certificate, revoke
 from tsunagu.wallet.keys import DeviceKey, SoftwareKey
+from tsunagu.wallet.login import decide_login, fetch_login, signed_decision
 
 __all__ = [
     "Card",
@@ -18,7 +19,10 @@ __all__ = [
     "SandboxCard",
     "SoftwareKey",
     "WalletError",
+    "decide_login",
     "enroll",
+    "fetch_login",
     "request_app_certificate",
     "revoke",
+    "signed_decision",
 ]

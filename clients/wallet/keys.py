@@ -25,6 +25,8 @@ class DeviceKey(Protocol):
 
     def sign_jws(self, claims: dict[str, Any], kid: str) -> str: ...
 
+    def sign_compact(self, header: dict[str, Any], claims: dict[str, Any]) -> str: ...
+
 
 class SoftwareKey:
     """An ECDSA P-256 key in memory (ES256): for tests and load generators, not for citizens."""
@@ -45,7 +47,11 @@ class SoftwareKey:
         return csr.public_bytes(serialization.Encoding.PEM).decode()
 
     def sign_jws(self, claims: dict[str, Any], kid: str) -> str:
-        header = {"alg": self.algorithm, "kid": kid, "typ": "JWT"}
+        return self.sign_compact({"alg": self.algorithm, "kid": kid, "typ": "JWT"}, claims)
+
+    def sign_compact(self, header: dict[str, Any], claims: dict[str, Any]) -> str:
+        """A compact JWS with this header (``alg`` is this key's) over these claims."""
+        header = {**header, "alg": self.algorithm}
         signing_input = ".".join(
             b64url(json.dumps(part, separators=(",", ":"), ensure_ascii=False).encode())
             for part in (header, claims)
