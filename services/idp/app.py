@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from tsunagu.clients.ca import CaClient
 from tsunagu.clients.jlis_sync import JlisSyncClient
-from tsunagu.clients.signer import SignerClient
+from tsunagu.clients.signer import BatchingSigner, SignerClient
 from tsunagu.idp.api import routers
 from tsunagu.idp.api.deps import ADMIN, SUBJECTS, IdpServices
 from tsunagu.idp.api.oauth_errors import oauth_error_handler
@@ -25,7 +25,9 @@ from tsunagu.idp.domain.claims import ClaimsRelease, ConsentGate, ConsentService
 from tsunagu.idp.domain.client_auth import ClientAuthenticator
 from tsunagu.idp.domain.clients import ClientRegistry
 from tsunagu.idp.domain.errors import OAuthError
+from tsunagu.idp.domain.jwt_signing import TokenSigner
 from tsunagu.idp.domain.subjects import PairwiseSubjects
+from tsunagu.idp.domain.tokens import TokenService
 from tsunagu.idp.events import Late, consumers
 from tsunagu.idp.settings import IdpSettings
 from tsunagu.idp.store.models import event_tables, metadata
@@ -85,6 +87,16 @@ def _resources(late: Late):  # type: ignore[no-untyped-def]
                 ca=ca,
                 jlis=jlis,
                 signer=signer,
+            )
+            batching = BatchingSigner(signer)
+            stack.push_async_callback(batching.aclose)
+            services.token_signer = TokenSigner(signer, batching)
+            services.tokens = TokenService(
+                settings=settings,
+                db=runtime.db,
+                subjects=services.subjects,
+                claims=services.claims,
+                signer=services.token_signer,
             )
             services.clients = ClientRegistry(runtime.db, runtime.outbox, settings)
             stack.push_async_callback(services.clients.aclose)

@@ -13,7 +13,9 @@ from tsunagu.errors import ServiceUnavailable
 from tsunagu.idp.domain.claims import ClaimsRelease
 from tsunagu.idp.domain.client_auth import ClientAuthenticator
 from tsunagu.idp.domain.clients import ClientRegistry
+from tsunagu.idp.domain.jwt_signing import TokenSigner
 from tsunagu.idp.domain.subjects import PairwiseSubjects
+from tsunagu.idp.domain.tokens import TokenService
 from tsunagu.idp.settings import IdpSettings
 from tsunagu.service import ServiceRuntime, get_runtime
 
@@ -38,6 +40,8 @@ class IdpServices:
     # Each part of the idp adds its component here (typed) and builds it in app.py's resources.
     clients: ClientRegistry = field(init=False)  # tenants, clients, registration, client keys
     client_auth: ClientAuthenticator = field(init=False)  # client authentication (token, PAR, CIBA …)
+    token_signer: TokenSigner = field(init=False)  # JWTs signed by the signer, our JWKS
+    tokens: TokenService = field(init=False)  # grants, codes, tokens, introspection, revocation
 
 
 def services(request: Request) -> IdpServices:
