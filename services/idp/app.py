@@ -6,6 +6,8 @@ approved by the citizen's wallet, CIBA, consent-gated claims.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -26,6 +28,8 @@ from tsunagu.idp.domain.client_auth import ClientAuthenticator
 from tsunagu.idp.domain.clients import ClientRegistry
 from tsunagu.idp.domain.errors import OAuthError
 from tsunagu.idp.domain.jwt_signing import TokenSigner
+from tsunagu.idp.domain.logout import BackchannelLogout, RpLogout
+from tsunagu.idp.domain.sessions import ResidentUpdates, Sessions
 from tsunagu.idp.domain.subjects import PairwiseSubjects
 from tsunagu.idp.domain.tokens import TokenService
 from tsunagu.idp.events import Late, consumers
@@ -101,10 +105,22 @@ def _resources(late: Late):  # type: ignore[no-untyped-def]
             services.clients = ClientRegistry(runtime.db, runtime.outbox, settings)
             stack.push_async_callback(services.clients.aclose)
             services.client_auth = ClientAuthenticator(services.clients, runtime.db, settings)
+            services.sessions = Sessions(services)
+            services.logout = RpLogout(services)
+            services.backchannel_logout = BackchannelLogout(services)
+            stack.push_async_callback(services.backchannel_logout.aclose)
+            services.resident_updates = ResidentUpdates(runtime.db)
             late.services = services
+            stopping = asyncio.Event()
+            delivery = asyncio.create_task(
+                services.backchannel_logout.run(stopping), name="idp-backchannel-logout"
+            )
             try:
                 yield services
             finally:
+                stopping.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(delivery, 10)
                 late.services = None
 
     return idp_resources

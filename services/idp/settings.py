@@ -45,3 +45,14 @@ class IdpSettings(ServiceSettings):
     # chassis limit), requests per second and burst.
     sensitive_rate_per_s: float = Field(default=200.0, gt=0)
     sensitive_burst: float = Field(default=400.0, gt=0)
+    # Cookies of the browser (session, login binding): ``__Host-`` names with ``Secure`` when the
+    # issuer is https (always so in production). Browsers refuse ``Secure`` cookies over plain
+    # http except on ``localhost``, so over http (dev, tests on 127.0.0.1) they are plain names
+    # without ``Secure``. None → decided by the issuer's scheme; set to force either way.
+    secure_cookies: bool | None = None
+    # Back-channel logout: one POST per client of an ended session, retried with exponential
+    # back-off (initial delay doubling up to the maximum) until delivered or the attempts run out.
+    backchannel_logout_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    backchannel_logout_retry_initial_s: float = Field(default=5.0, gt=0)
+    backchannel_logout_retry_max_s: float = Field(default=3600.0, gt=0)
+    backchannel_logout_max_attempts: int = Field(default=10, gt=0)

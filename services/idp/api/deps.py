@@ -14,6 +14,8 @@ from tsunagu.idp.domain.claims import ClaimsRelease
 from tsunagu.idp.domain.client_auth import ClientAuthenticator
 from tsunagu.idp.domain.clients import ClientRegistry
 from tsunagu.idp.domain.jwt_signing import TokenSigner
+from tsunagu.idp.domain.logout import BackchannelLogout, RpLogout
+from tsunagu.idp.domain.sessions import ResidentUpdates, Sessions
 from tsunagu.idp.domain.subjects import PairwiseSubjects
 from tsunagu.idp.domain.tokens import TokenService
 from tsunagu.idp.settings import IdpSettings
@@ -40,6 +42,10 @@ class IdpServices:
     # Each part of the idp adds its component here (typed) and builds it in app.py's resources.
     clients: ClientRegistry = field(init=False)  # tenants, clients, registration, client keys
     client_auth: ClientAuthenticator = field(init=False)  # client authentication (token, PAR, CIBA …)
+    sessions: Sessions = field(init=False)  # IdP sessions, their cookie, how they end
+    logout: RpLogout = field(init=False)  # RP-initiated logout requests
+    backchannel_logout: BackchannelLogout = field(init=False)  # logout tokens sent to clients
+    resident_updates: ResidentUpdates = field(init=False)  # OIDC updated_at per person
     token_signer: TokenSigner = field(init=False)  # JWTs signed by the signer, our JWKS
     tokens: TokenService = field(init=False)  # grants, codes, tokens, introspection, revocation
 

@@ -219,6 +219,15 @@ logout_delivery = Table(
     Index("ix_logout_delivery_pending", "delivered", "next_attempt_at"),
 )
 
+# When J-LIS last told us a resident's basic 4 information changed (``resident.updated``): the
+# OIDC ``updated_at`` of the claims released about them. A time per user number, nothing else.
+resident_update = Table(
+    "resident_update",
+    metadata,
+    Column("user_number", String(16), primary_key=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 # Pairwise subjects handed out, so a client's own ``sub`` can name the person back to us (CIBA
 # ``login_hint``, the broker's lookups). ``sub`` is HMAC(sector, user number): this table only
 # remembers the ones that were issued.

@@ -59,6 +59,12 @@ def upgrade() -> None:
         batch_op.create_index("ix_logout_delivery_pending", ["delivered", "next_attempt_at"], unique=False)
 
     op.create_table(
+        "resident_update",
+        sa.Column("user_number", sa.String(length=16), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("user_number", name=op.f("pk_resident_update")),
+    )
+    op.create_table(
         "seen_jti",
         sa.Column("scope", sa.String(length=16), nullable=False),
         sa.Column("issuer", sa.String(length=128), nullable=False),
@@ -301,6 +307,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_logout_delivery_pending")
 
     op.drop_table("logout_delivery")
+    op.drop_table("resident_update")
     with op.batch_alter_table("idp_session", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_idp_session_user_number"))
         batch_op.drop_index(batch_op.f("ix_idp_session_certificate_serial"))
