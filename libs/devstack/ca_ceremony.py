@@ -49,23 +49,28 @@ async def initialise_ca(
         return list(response.json())
 
 
+# The idp signs ID tokens and access tokens ES256 by default and RS256 for the clients that
+# register ``id_token_signed_response_alg=RS256``: one active key of each.
+ID_TOKEN_KEYS = (("id-token", "ES256"), ("id-token", "RS256"))
+
+
 async def ensure_active_keys(
-    signer_url: str, credentials_dir: Path, purposes: tuple[tuple[str, str], ...] = (("id-token", "ES256"),)
-) -> dict[str, str]:
-    """An active signer key for each (purpose, algorithm) that has none: the idp's ID-token key
-    and the like. Returns purpose → active key id."""
+    signer_url: str, credentials_dir: Path, purposes: tuple[tuple[str, str], ...] = ID_TOKEN_KEYS
+) -> dict[tuple[str, str], str]:
+    """An active signer key for each (purpose, algorithm) that has none: the idp's ID-token keys
+    and the like. Returns (purpose, algorithm) → active key id."""
     issuer = ServiceTokenIssuer(OPERATOR, load_private_key(credentials_dir / f"{OPERATOR}.key.pem"))
     signer = SignerClient(signer_url, issuer)
     try:
-        active: dict[str, str] = {}
+        active: dict[tuple[str, str], str] = {}
         for purpose, algorithm in purposes:
             keys = await signer.keys(purpose=purpose)
             found = [k for k in keys if k["state"] == "active" and k["algorithm"] == algorithm]
             if found:
-                active[purpose] = found[0]["kid"]
+                active[purpose, algorithm] = found[0]["kid"]
                 continue
             created = await signer.create_key(purpose, algorithm)
-            active[purpose] = (await signer.transition(created["kid"], "activate"))["kid"]
+            active[purpose, algorithm] = (await signer.transition(created["kid"], "activate"))["kid"]
         return active
     finally:
         await signer.aclose()

@@ -234,7 +234,7 @@ def start_stack(config: StackConfig, progress: Callable[[str], None] = print) ->
         asyncio.run(initialise_ca(stack.urls["signer"], stack.urls["ca"], state.resolve() / "credentials"))
         progress("CA hierarchy ready (root, issuing CA, OCSP responder; keys in the HSM)")
         asyncio.run(ensure_active_keys(stack.urls["signer"], state.resolve() / "credentials"))
-        progress("ID-token signing key ready (in the HSM)")
+        progress("ID-token signing keys ready (ES256 and RS256, in the HSM)")
         # J-LIS pushes moves, renewals and deaths to jlis-sync's public receiver.
         httpx.post(
             f"{stack.jlis_url}/subscriptions",

@@ -136,3 +136,64 @@ def test_rsa_4096_and_sized_ec_keys_are_refused():
         check_key_spec(Purpose.LOG, Algorithm.RS256, 4096)
     with pytest.raises(errors.InvalidKeySpec):
         check_key_spec(Purpose.LOG, Algorithm.EDDSA, 256)
+
+
+async def test_id_tokens_have_one_active_key_per_algorithm(world):  # type: ignore[no-untyped-def]
+    service, clock, _, _ = world
+    es = await service.create_key("operator", Purpose.ID_TOKEN, Algorithm.ES256, None)
+    await service.activate("operator", es.kid)
+    rs = await service.create_key("operator", Purpose.ID_TOKEN, Algorithm.RS256, None)
+    await service.activate("operator", rs.kid)
+    states = {k.kid: k.state for k in await service.keys(purpose=Purpose.ID_TOKEN)}
+    assert states == {es.kid: KeyState.ACTIVE, rs.kid: KeyState.ACTIVE}
+
+    # Selection by purpose and algorithm; without an algorithm, ES256 (first in the order).
+    for algorithm, expected in ((Algorithm.RS256, rs.kid), (Algorithm.ES256, es.kid), (None, es.kid)):
+        key, _ = await service.sign(
+            "idp", [Payload(b"jwt", False)], purpose=Purpose.ID_TOKEN, algorithm=algorithm
+        )
+        assert key.kid == expected
+    with pytest.raises(errors.AlgorithmMismatch):
+        await service.sign(
+            "idp", [Payload(b"jwt", False)], purpose=Purpose.ID_TOKEN, algorithm=Algorithm.PS256
+        )
+
+    # Rotating the RS256 key retires only the RS256 one; no-algorithm callers stay on ES256.
+    clock.now += timedelta(minutes=1)
+    rs2 = await service.create_key("operator", Purpose.ID_TOKEN, Algorithm.RS256, None)
+    await service.activate("operator", rs2.kid)
+    states = {k.kid: k.state for k in await service.keys(purpose=Purpose.ID_TOKEN)}
+    assert states == {es.kid: KeyState.ACTIVE, rs.kid: KeyState.RETIRED, rs2.kid: KeyState.ACTIVE}
+    key, _ = await service.sign("idp", [Payload(b"jwt", False)], purpose=Purpose.ID_TOKEN)
+    assert key.kid == es.kid
+    key, _ = await service.sign(
+        "idp", [Payload(b"jwt", False)], purpose=Purpose.ID_TOKEN, algorithm=Algorithm.RS256
+    )
+    assert key.kid == rs2.kid
+
+
+async def test_other_purposes_keep_one_active_key_whatever_the_algorithm(world):  # type: ignore[no-untyped-def]
+    service, _, _, _ = world
+    es = await service.create_key("operator", Purpose.CA_ISSUING, Algorithm.ES256, None)
+    await service.activate("operator", es.kid)
+    ps = await service.create_key("operator", Purpose.CA_ISSUING, Algorithm.PS256, None)
+    await service.activate("operator", ps.kid)  # a rollover to another algorithm
+    states = {k.kid: k.state for k in await service.keys(purpose=Purpose.CA_ISSUING)}
+    assert states == {es.kid: KeyState.RETIRED, ps.kid: KeyState.ACTIVE}
+
+
+async def test_the_database_refuses_two_active_keys_of_one_purpose_and_algorithm(world):  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+    from sqlalchemy.exc import IntegrityError
+
+    from tsunagu.signer.store.models import signing_key
+
+    service, _, _, db = world
+    first = await service.create_key("operator", Purpose.ID_TOKEN, Algorithm.ES256, None)
+    await service.activate("operator", first.kid)
+    second = await service.create_key("operator", Purpose.ID_TOKEN, Algorithm.ES256, None)
+    with pytest.raises(IntegrityError):
+        async with db.transaction() as session:
+            await session.execute(
+                update(signing_key).where(signing_key.c.kid == second.kid).values(state="active")
+            )

@@ -118,3 +118,20 @@ async def test_sign_by_purpose_uses_the_active_key(signer: Signer):
         "POST", "/v1/sign", caller="idp", json={"purpose": "id-token", "data": b64(b"jwt")}
     )
     assert response.json()["key_id"] == key["kid"]
+
+
+async def test_an_es256_and_an_rs256_id_token_key_sign_side_by_side(signer: Signer):
+    es = await signer.new_key("id-token", "ES256")
+    rs = await signer.new_key("id-token", "RS256")
+    for algorithm, key in (("ES256", es), ("RS256", rs)):
+        response = await signer.call(
+            "POST",
+            "/v1/sign/batch",
+            caller="idp",
+            json={"purpose": "id-token", "algorithm": algorithm, "items": [{"data": b64(b"jwt")}]},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["key_id"] == key["kid"]
+        verify(signer.public_key(key), algorithm, unb64(response.json()["signatures"][0]), b"jwt")
+    states = {k["kid"]: k["state"] for k in (await signer.call("GET", "/v1/keys", "idp")).json()}
+    assert states[es["kid"]] == states[rs["kid"]] == "active"

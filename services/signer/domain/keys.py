@@ -53,6 +53,10 @@ DEFAULT_CALLERS: dict[Purpose, tuple[str, ...]] = {
     Purpose.LOG: ALL_SERVICES,
 }
 PUBLISHED_STATES = (KeyState.NEXT, KeyState.ACTIVE, KeyState.RETIRED)
+# Purposes with one active key per algorithm (relying parties choose ES256 or RS256 ID tokens);
+# every other purpose has one active key, whatever its algorithm (a CA rollover to another
+# algorithm retires the previous CA key).
+ACTIVE_PER_ALGORITHM = frozenset({Purpose.ID_TOKEN})
 # A retired CA key no longer issues, but it must keep signing revocation information (CRLs, OCSP
 # answers) for the certificates it issued until the last of them expires (RFC 5280 §5.1: a CRL is
 # signed by the issuer's key). Such keys sign when named by key id — never chosen by purpose —
@@ -217,6 +221,23 @@ def ensure_can_sign(
         raise KeyNotActive(f"the key is {key.state.value}")
     if algorithm is not None and algorithm is not key.algorithm:
         raise AlgorithmMismatch(f"the key signs {key.algorithm.value}, not {algorithm.value}")
+
+
+def replaced_by(key: SigningKey, active: Sequence[SigningKey]) -> list[SigningKey]:
+    """The active keys that activating ``key`` retires."""
+    if key.purpose in ACTIVE_PER_ALGORITHM:
+        return [k for k in active if k.algorithm is key.algorithm and k.kid != key.kid]
+    return [k for k in active if k.kid != key.kid]
+
+
+def preferred(active: Sequence[SigningKey], algorithm: Algorithm | None) -> SigningKey | None:
+    """The key that signs for a purpose: of ``algorithm`` when named, else the first in the order
+    of :class:`Algorithm` (ES256 first), so a caller naming no algorithm keeps getting the same
+    algorithm when others are activated or rotated beside it. None of ``algorithm`` → the
+    preferred one anyway, which :func:`ensure_can_sign` then refuses as an algorithm mismatch."""
+    order = list(Algorithm)
+    candidates = [k for k in active if k.algorithm is algorithm] or list(active)
+    return min(candidates, key=lambda k: order.index(k.algorithm), default=None)
 
 
 def activated(key: SigningKey, now: datetime) -> SigningKey:

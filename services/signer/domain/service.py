@@ -99,7 +99,7 @@ class SignerService:
         The HSM signs before the audit transaction opens, so a connection is held only for the
         INSERT and COMMIT; the signature is returned only once its audit event has committed.
         """
-        key = await self._signing_key(key_id, purpose)
+        key = await self._signing_key(key_id, purpose, algorithm)
         rules.ensure_can_sign(
             key,
             caller,
@@ -125,26 +125,36 @@ class SignerService:
             signatures = [_to_der(signature) for signature in signatures]
         return key, signatures
 
-    async def _signing_key(self, key_id: str | None, purpose: Purpose | None) -> SigningKey:
-        """The key to sign with, from a registry cache at most ``key_cache_s`` old.
+    async def _signing_key(
+        self, key_id: str | None, purpose: Purpose | None, algorithm: Algorithm | None = None
+    ) -> SigningKey:
+        """The key to sign with, from a registry cache at most ``key_cache_s`` old: ``key_id``, or
+        the active key of ``purpose`` (of ``algorithm`` when named — one per algorithm for ID
+        tokens).
 
         Lifecycle changes made through this process clear the cache at once; another replica's
         change is seen within ``key_cache_s`` (a retired key may sign that long, audited as usual).
         """
-        selector = f"kid:{key_id}" if key_id else f"purpose:{(purpose or Purpose.LOG).value}"
+        wanted = purpose or Purpose.LOG
+        selector = (
+            f"kid:{key_id}" if key_id else f"purpose:{wanted.value}:{algorithm.value if algorithm else ''}"
+        )
         cached = self._key_cache.get(selector)
         if cached is not None and time.monotonic() - cached[1] < self.key_cache_s:
             return cached[0]
         async with self.db.sessions() as session:
             repository = KeyRepository(session)
-            record = (
-                await repository.get(key_id)
-                if key_id
-                else await repository.active_for((purpose or Purpose.LOG).value)
-            )
-        if record is None:
-            raise UnknownKey("no key with that id") if key_id else NoActiveKey(f"no active {purpose} key")
-        key = SigningKey.from_record(record)
+            if key_id:
+                record = await repository.get(key_id)
+                key = SigningKey.from_record(record) if record else None
+            else:
+                active = [SigningKey.from_record(r) for r in await repository.active_for(wanted.value)]
+                key = rules.preferred(active, algorithm)
+        if key is None:
+            if key_id:
+                raise UnknownKey("no key with that id")
+            named = f"{algorithm.value} " if algorithm else ""
+            raise NoActiveKey(f"no active {named}{wanted} key")
         if len(self._key_cache) > 1024:
             self._key_cache.clear()
         self._key_cache[selector] = (key, time.monotonic())
@@ -201,14 +211,18 @@ class SignerService:
         return key
 
     async def activate(self, actor: str, kid: str) -> SigningKey:
-        """``next`` → ``active``; the purpose's previous active key is retired in the same step."""
+        """``next`` → ``active``; the previous active key it replaces (of the purpose — of the
+        purpose and algorithm for ID-token keys) is retired in the same step."""
         now = self.clock()
         async with self.db.transaction() as session:
             repository = KeyRepository(session)
             key = rules.activated(await self._existing(repository, kid), now)
-            current = await repository.active_for(key.purpose.value, for_update=True)
-            if current is not None:
-                previous = rules.retired(SigningKey.from_record(current), now)
+            current = [
+                SigningKey.from_record(r)
+                for r in await repository.active_for(key.purpose.value, for_update=True)
+            ]
+            for replaced in rules.replaced_by(key, current):
+                previous = rules.retired(replaced, now)
                 await repository.save_state(previous.to_record())
                 await self.outbox.add(session, self._lifecycle(KeyRetiredV1, previous, actor, now))
             await repository.save_state(key.to_record())

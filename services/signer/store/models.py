@@ -23,10 +23,13 @@ signing_key = Table(
     Column("activated_at", DateTime(timezone=True), nullable=True),
     Column("retired_at", DateTime(timezone=True), nullable=True),
     Column("destroyed_at", DateTime(timezone=True), nullable=True),
-    # At most one active key per purpose, enforced by the database too.
+    # At most one active key per purpose and algorithm, enforced by the database too (ID tokens
+    # need an ES256 and an RS256 key at once; the domain keeps CA, receipt and log purposes to
+    # one active key whatever the algorithm).
     Index(
-        "uq_signing_key_active_purpose",
+        "uq_signing_key_active_purpose_algorithm",
         "purpose",
+        "algorithm",
         unique=True,
         postgresql_where=text("state = 'active'"),
         sqlite_where=text("state = 'active'"),

@@ -60,12 +60,16 @@ class KeyRepository:
         row = (await self.session.execute(statement)).first()
         return _to_record(row) if row else None
 
-    async def active_for(self, purpose: str, *, for_update: bool = False) -> KeyRecord | None:
+    async def active_for(
+        self, purpose: str, *, algorithm: str | None = None, for_update: bool = False
+    ) -> list[KeyRecord]:
+        """The active keys of ``purpose`` (of ``algorithm`` when given): one per algorithm."""
         statement = select(_table).where(_table.c.purpose == purpose, _table.c.state == "active")
+        if algorithm is not None:
+            statement = statement.where(_table.c.algorithm == algorithm)
         if for_update:
             statement = statement.with_for_update()
-        row = (await self.session.execute(statement)).first()
-        return _to_record(row) if row else None
+        return [_to_record(row) for row in (await self.session.execute(statement)).all()]
 
     async def list(self, *, purpose: str | None = None, states: tuple[str, ...] = ()) -> list[KeyRecord]:
         statement = select(_table).order_by(_table.c.created_at, _table.c.kid)
