@@ -63,6 +63,11 @@ class IdpHarness:
     client: httpx.AsyncClient  # anonymous, as browsers, RPs and wallets call
     stack: RunningStack
 
+    def new_client(self) -> httpx.AsyncClient:
+        """Another caller of the same app (a browser, a wallet) with its own cookie jar."""
+        transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
+        return httpx.AsyncClient(transport=transport, base_url=ISSUER, timeout=30)
+
     def auth(self, caller: str = "operator") -> httpx.Auth:
         return service_auth(self.stack, caller, "idp")
 

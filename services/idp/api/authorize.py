@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -17,14 +18,18 @@ TX_COOKIE = "tsunagu_tx"
 
 
 async def form_values(request: Request) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body as strings (repeated parameters refused)."""
+    """An ``application/x-www-form-urlencoded`` body as strings (repeated parameters refused).
+    Parsed here rather than by a multipart library: OAuth endpoints take no other body."""
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
-    form = await request.form()
+    try:
+        pairs = parse_qsl(
+            (await request.body()).decode("utf-8"), keep_blank_values=True, strict_parsing=False
+        )
+    except UnicodeDecodeError:
+        raise OAuthError("invalid_request", "the body is not UTF-8") from None
     values: dict[str, str] = {}
-    for key, value in form.multi_items():
-        if not isinstance(value, str):
-            raise OAuthError("invalid_request", "files are not accepted")
+    for key, value in pairs:
         if key in values:
             raise OAuthError("invalid_request", f"parameter {key[:40]} is repeated")
         values[key] = value

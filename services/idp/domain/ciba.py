@@ -103,7 +103,7 @@ class Ciba:
             user_number = await self.services.tokens.user_for_subject(client.sector_identifier, value[:128])
         else:
             try:
-                claims = await self.services.token_signer.verify_jwt(value, typ=None, verify_exp=False)
+                claims = await self.services.token_signer.verify_jwt(value)
             except Exception:
                 raise OAuthError(
                     "invalid_request", "id_token_hint is not an ID token of this issuer"

@@ -328,7 +328,7 @@ class LoginTransactions:
                 client_id=client.client_id,
                 tenant_id=client.tenant_id,
                 certificate_serial=verified.certificate_serial,
-                certificate_kind=verified.certificate_kind,  # type: ignore[arg-type]
+                certificate_kind=verified.certificate_kind,
                 acr=ACR_PROOFED,
                 amr=amr,
                 at=now,
