@@ -3,6 +3,7 @@ hash is stored), ended once, expired ones refused; the resident-updated consumer
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +22,9 @@ AMR = ["hwk", "user", "x509"]
 ACR = "urn:tsunagu:acr:jpki-proofed"
 
 
-async def new_session(idp: Any, user_number: str = "1234567890123456", serial: str = "ab12") -> tuple[str, str]:
+async def new_session(
+    idp: Any, user_number: str = "1234567890123456", serial: str = "ab12"
+) -> tuple[str, str]:
     runtime = idp.app.state.runtime
     async with runtime.db.transaction() as db:
         return await idp.services.sessions.create(  # type: ignore[no-any-return]
@@ -37,10 +40,8 @@ async def new_session(idp: Any, user_number: str = "1234567890123456", serial: s
 async def register_client(idp: Any, **metadata: Any) -> Any:
     """A public client of tenant ``ebetsu`` registered through the registry (metadata on top)."""
     registry = idp.services.clients
-    try:
+    with contextlib.suppress(TenantExists):
         await registry.create_tenant("ebetsu", "江別市", "Ebetsu")
-    except TenantExists:
-        pass
     data = {"redirect_uris": ["https://rp.example/cb"], "token_endpoint_auth_method": "none", **metadata}
     return (await registry.register("ebetsu", data, Actor("operator", "test"))).client
 
@@ -99,7 +100,9 @@ async def test_clients_join_once_and_an_ended_session_ends_once(idp) -> None:  #
         assert await sessions.end(db, sid, "logout") == []
     events = await idp.events("tsunagu.idp.session.")
     assert len(events) == 1
-    assert events[0]["data"]["user_number"] == "1111222233334444" and events[0]["subject"] == "1111222233334444"
+    assert (
+        events[0]["data"]["user_number"] == "1111222233334444" and events[0]["subject"] == "1111222233334444"
+    )
     assert events[0]["data"]["reason"] == "logout"
 
 

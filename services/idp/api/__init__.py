@@ -2,4 +2,6 @@
 
 from fastapi import APIRouter
 
-routers: list[APIRouter] = []
+from tsunagu.idp.api.logout import router as logout_router
+
+routers: list[APIRouter] = [logout_router]

@@ -62,11 +62,36 @@ TEXT: dict[str, dict[str, str]] = {
         "error_lead": "リクエストを処理できませんでした。",
         "error_code": "エラーコード",
         "back": "サービスに戻ってやり直してください。",
+        "logout_title": "ログアウト",
+        "logout_asks": "からログアウトを求められています。",
+        "logout_question": (
+            "Tsunagu ID からログアウトしますか？ "
+            "この ID でログインしているサービスにもログアウトが通知されます。"
+        ),
+        "logout_yes": "ログアウトする",
+        "logout_no": "ログアウトしない",
+        "logout_done_title": "ログアウトしました",
+        "logout_done": "Tsunagu ID からログアウトしました。",
+        "logout_nothing": "ログインしていません。",
+        "logout_cancelled": "ログアウトしませんでした。ログインしたままです。",
+        "logout_close": "このページは閉じてかまいません。",
     },
     "en": {
         "error_title": "Cannot log in",
         "error_lead": "The request could not be processed.",
         "error_code": "Error code",
         "back": "Go back to the service and try again.",
+        "logout_title": "Log out",
+        "logout_asks": "asks you to log out.",
+        "logout_question": (
+            "Log out of Tsunagu ID? The services you logged in to with it will be told as well."
+        ),
+        "logout_yes": "Log out",
+        "logout_no": "Stay logged in",
+        "logout_done_title": "Logged out",
+        "logout_done": "You have logged out of Tsunagu ID.",
+        "logout_nothing": "You are not logged in.",
+        "logout_cancelled": "You did not log out; you are still logged in.",
+        "logout_close": "You may close this page.",
     },
 }

@@ -84,6 +84,8 @@ class ClientView(Protocol):
     backchannel_logout_uri: str | None
     post_logout_redirect_uris: Sequence[str]
 
+    def display_name(self, locale: str) -> str: ...
+
 
 class Sessions:
     """Create, find, join and end IdP sessions. ``services`` gives the other idp components
