@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -18,28 +18,16 @@ EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 _MAX_CLIENTS = 10_000
 
 
-class RateLimitMiddleware:
-    def __init__(
-        self, app: ASGIApp, *, rate_per_s: float, burst: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.app = app
+class TokenBuckets:
+    """One token bucket per client address."""
+
+    def __init__(self, rate_per_s: float, burst: float, clock: Callable[[], float]) -> None:
         self.rate = rate_per_s
         self.burst = burst
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # client → (tokens, last refill)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.rate <= 0 or scope.get("path") in EXEMPT:
-            await self.app(scope, receive, send)
-            return
-        client = (scope.get("client") or ("unknown", 0))[0]
-        wait = self._take(client)
-        if wait > 0:
-            await self._refuse(send, wait)
-            return
-        await self.app(scope, receive, send)
-
-    def _take(self, client: str) -> float:
+    def take(self, client: str) -> float:
         """Spend one token; 0 if allowed, else seconds until a token is available."""
         now = self.clock()
         tokens, last = self._buckets.get(client, (self.burst, now))
@@ -51,6 +39,47 @@ class RateLimitMiddleware:
             return 0.0
         self._buckets[client] = (tokens, now)
         return (1 - tokens) / self.rate
+
+
+class RateLimitMiddleware:
+    """The service-wide budget per client address, and tighter budgets for sensitive path
+    prefixes (``strict``: prefix → (rate per s, burst); a request there spends from both)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        rate_per_s: float,
+        burst: float,
+        strict: Mapping[str, tuple[float, float]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.rate = rate_per_s
+        self.clock = clock
+        self._all = TokenBuckets(rate_per_s, burst, clock)
+        self._strict = [
+            (prefix, TokenBuckets(rate, strict_burst, clock))
+            for prefix, (rate, strict_burst) in sorted((strict or {}).items(), key=lambda i: -len(i[0]))
+            if rate > 0
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("unknown", 0))[0]
+        wait = self._all.take(client) if self.rate > 0 else 0.0
+        if wait == 0:
+            for prefix, buckets in self._strict:
+                if path.startswith(prefix):
+                    wait = buckets.take(client)
+                    break
+        if wait > 0:
+            await self._refuse(send, wait)
+            return
+        await self.app(scope, receive, send)
 
     @staticmethod
     async def _refuse(send: Send, wait: float) -> None:

@@ -68,6 +68,9 @@ class ServiceSpec:
     exception_handlers: Mapping[type[Exception], Callable[[Request, Any], Awaitable[Response]]] = field(
         default_factory=dict
     )
+    # Tighter per-address budgets for sensitive path prefixes: prefix → (rate per s, burst),
+    # on top of the service-wide one (login and token endpoints, for instance).
+    strict_rate_limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     version: str = "0.1.0"
 
 
@@ -141,7 +144,10 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
     # Added last = outermost: a refused request costs no more than the bucket check.
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
-        RateLimitMiddleware, rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
+        RateLimitMiddleware,
+        rate_per_s=settings.rate_limit_per_s,
+        burst=settings.rate_limit_burst,
+        strict=spec.strict_rate_limits,
     )
     install_problem_handlers(app)
     for exception_type, handler in spec.exception_handlers.items():

@@ -23,11 +23,14 @@ from tsunagu.clients.signer import BatchingSigner, SignerClient
 from tsunagu.idp.api import routers
 from tsunagu.idp.api.deps import ADMIN, SUBJECTS, IdpServices
 from tsunagu.idp.api.oauth_errors import oauth_error_handler
+from tsunagu.idp.domain.authorization import AuthorizationRequests
+from tsunagu.idp.domain.ciba import Ciba
 from tsunagu.idp.domain.claims import ClaimsRelease, ConsentGate, ConsentServiceGate, DenyAllConsent
 from tsunagu.idp.domain.client_auth import ClientAuthenticator
 from tsunagu.idp.domain.clients import ClientRegistry
 from tsunagu.idp.domain.errors import OAuthError
 from tsunagu.idp.domain.jwt_signing import TokenSigner
+from tsunagu.idp.domain.logins import LoginTransactions
 from tsunagu.idp.domain.logout import BackchannelLogout, RpLogout
 from tsunagu.idp.domain.sessions import ResidentUpdates, Sessions
 from tsunagu.idp.domain.subjects import PairwiseSubjects
@@ -43,6 +46,19 @@ GRANTS: dict[str, list[str]] = {
     ADMIN: ["operator"],
     SUBJECTS: ["broker"],
 }
+# Endpoints where guessing or flooding would matter: their own per-address budget.
+SENSITIVE_PATHS = (
+    "/token",
+    "/par",
+    "/bc-authorize",
+    "/authorize",
+    "/register",
+    "/introspect",
+    "/revoke",
+    "/login/",
+    "/v1/login-transactions/",
+    "/v1/wallet/",
+)
 log = logging.getLogger(__name__)
 
 
@@ -105,6 +121,9 @@ def _resources(late: Late):  # type: ignore[no-untyped-def]
             services.clients = ClientRegistry(runtime.db, runtime.outbox, settings)
             stack.push_async_callback(services.clients.aclose)
             services.client_auth = ClientAuthenticator(services.clients, runtime.db, settings)
+            services.authorization = AuthorizationRequests(services)
+            services.logins = LoginTransactions(services)
+            services.ciba = Ciba(services)
             services.sessions = Sessions(services)
             services.logout = RpLogout(services)
             services.backchannel_logout = BackchannelLogout(services)
@@ -140,6 +159,9 @@ def service_spec(settings: IdpSettings) -> ServiceSpec:
         grants=GRANTS,
         resources=_resources(late),
         exception_handlers={OAuthError: oauth_error_handler},
+        strict_rate_limits={
+            prefix: (settings.sensitive_rate_per_s, settings.sensitive_burst) for prefix in SENSITIVE_PATHS
+        },
     )
 
 
