@@ -20,6 +20,7 @@ from joserfc import jws, jwt
 from joserfc.jwk import ECKey, KeySet
 
 from tests.idp.conftest import ISSUER, enroll_citizen
+from tests.idp.rp import Pkce, authorization_parameters, browser_login, exchange, register_rp
 from tests.idp.test_sessions import ACR, AMR, received, register_client
 from tsunagu.devstack.ports import free_port
 from tsunagu.events.schemas.ca import CertificateRevokedV1
@@ -438,3 +439,44 @@ async def test_a_certificate_revoked_at_the_ca_ends_its_sessions_and_grants(idp,
         await check_logout_token(idp, delivered["logout_token"], client, sid, person.user_number)
         told.add(sid)
     assert told == {first, second}
+
+
+async def test_after_a_real_wallet_login_the_id_token_logs_the_browser_out_everywhere(
+    idp, receiver, citizen
+) -> None:  # type: ignore[no-untyped-def]
+    rp = await register_rp(
+        idp.client, idp.auth(), post_logout_redirect_uris=[LOGGED_OUT], backchannel_logout_uri=receiver.url
+    )
+    pkce = Pkce()
+    async with idp.new_client() as browser, idp.new_client() as wallet:
+        answer = await browser_login(browser, wallet, citizen, authorization_parameters(rp, pkce))
+        tokens = await exchange(idp.client, ISSUER, rp, answer["code"], pkce)
+        assert tokens.status_code == 200, tokens.text
+        published = KeySet.import_key_set((await idp.client.get("/jwks")).json())
+        id_claims = jwt.decode(tokens.json()["id_token"], published).claims
+        assert browser.cookies.get("tsunagu_session")  # the session cookie of an http issuer
+
+        response = await browser.get(
+            "/logout",
+            params={
+                "id_token_hint": tokens.json()["id_token"],
+                "post_logout_redirect_uri": LOGGED_OUT,
+                "state": "bye",
+            },
+        )
+        assert response.status_code == 303 and response.headers["location"] == LOGGED_OUT + "?state=bye"
+        assert not browser.cookies.get("tsunagu_session")
+        # The next authorization needs the wallet again.
+        again = await browser.get("/authorize", params=authorization_parameters(rp, Pkce()))
+        assert again.headers["location"].startswith("/login/")
+
+    await eventually(lambda: _async(receiver.received))
+    [delivered] = receiver.received
+    logout = jwt.decode(delivered["logout_token"], published, algorithms=["ES256"]).claims
+    assert logout["sub"] == id_claims["sub"] and logout["sid"] == id_claims["sid"]
+    assert logout["aud"] == rp.client_id and logout["iss"] == ISSUER
+    introspected = await idp.client.post(
+        "/introspect", data={"token": tokens.json()["access_token"], **rp.auth_form(ISSUER + "/introspect")}
+    )
+    assert introspected.status_code == 200, introspected.text
+    assert introspected.json() == {"active": False}  # the session's grant went with it
