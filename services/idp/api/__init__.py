@@ -2,6 +2,8 @@
 
 from fastapi import APIRouter
 
+from tsunagu.idp.api.admin import router as admin_router
 from tsunagu.idp.api.logout import router as logout_router
+from tsunagu.idp.api.registration import router as registration_router
 
-routers: list[APIRouter] = [logout_router]
+routers: list[APIRouter] = [admin_router, registration_router, logout_router]

@@ -90,7 +90,7 @@ class MetadataRejected(InvalidClientMetadata):
         self.oauth_error = oauth_error
 
 
-def _rejected(detail: str, *, redirect: bool = False) -> MetadataRejected:
+def metadata_rejected(detail: str, *, redirect: bool = False) -> MetadataRejected:
     return MetadataRejected(detail, "invalid_redirect_uri" if redirect else "invalid_client_metadata")
 
 
@@ -192,7 +192,7 @@ class ClientMetadata(BaseModel):
 
     redirect_uris: list[str] = Field(default_factory=list, max_length=20)
     response_types: list[Literal["code"]] = Field(default_factory=list)
-    grant_types: list[GrantType] = Field(default_factory=lambda: _CODE_GRANT.copy(), min_length=1)
+    grant_types: list[GrantType] = Field(default_factory=_CODE_GRANT.copy, min_length=1)
     token_endpoint_auth_method: AuthMethod = "private_key_jwt"  # noqa: S105 - a method name
     token_endpoint_auth_signing_alg: SigningAlg | None = None
     jwks: dict[str, Any] | None = None
@@ -342,7 +342,7 @@ def validate_metadata(data: Mapping[str, Any], *, loopback_http: bool) -> Client
             redirect = (
                 redirect or item["type"] == "invalid_redirect_uri" or item["loc"][:1] == ("redirect_uris",)
             )
-        raise _rejected("; ".join(problems)[:1000], redirect=redirect) from None
+        raise metadata_rejected("; ".join(problems)[:1000], redirect=redirect) from None
 
 
 def sector_identifier(metadata: ClientMetadata, client_id: str) -> str:
@@ -352,7 +352,7 @@ def sector_identifier(metadata: ClientMetadata, client_id: str) -> str:
         return str(urlsplit(metadata.sector_identifier_uri).hostname)
     hosts = {str(urlsplit(uri).hostname) for uri in metadata.redirect_uris}
     if len(hosts) > 1:
-        raise _rejected("redirect_uris span several hosts: register a sector_identifier_uri")
+        raise metadata_rejected("redirect_uris span several hosts: register a sector_identifier_uri")
     return hosts.pop() if hosts else client_id
 
 
@@ -512,7 +512,7 @@ def _check_legal_basis(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not 0 < len(value.strip()) <= 1000:
-        raise _rejected("user_number_legal_basis is a non-empty text of at most 1000 characters")
+        raise metadata_rejected("user_number_legal_basis is a non-empty text of at most 1000 characters")
     return value
 
 
@@ -536,8 +536,8 @@ class ClientRegistry:
         self._http = http or httpx.AsyncClient(timeout=JWKS_TIMEOUT_S, follow_redirects=False)
         self._owns_http = http is None
         self._cache: dict[str, tuple[float, _Entry]] = {}
-        # (client_id, jwks_uri) → (expires at, fetched at, JWK set)
-        self._jwks: dict[tuple[str, str], tuple[float, float, dict[str, Any]]] = {}
+        # (client_id, jwks_uri) → (expires at, last refetch for an unknown kid, JWK set)
+        self._jwks: dict[tuple[str, str], tuple[float, float | None, dict[str, Any]]] = {}
         self._jwks_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def aclose(self) -> None:
@@ -596,8 +596,9 @@ class ClientRegistry:
     # -- public keys ----------------------------------------------------------------------------
 
     async def jwks(self, client: Client, *, refresh: bool = False) -> dict[str, Any]:
-        """The client's public JWK set: inline, or fetched from ``jwks_uri`` (cached 5 min;
-        ``refresh`` refetches — an unknown ``kid`` — at most every 10 s)."""
+        """The client's public JWK set: inline, or fetched from ``jwks_uri`` (cached 5 min).
+        ``refresh`` (an unknown ``kid``: the client may have rotated its keys) refetches, but at
+        most once every 10 s per client, so unknown kids cannot make us hammer the client."""
         if client.metadata.jwks is not None:
             return client.metadata.jwks
         uri = client.metadata.jwks_uri
@@ -605,15 +606,11 @@ class ClientRegistry:
             return {"keys": []}
         key = (client.client_id, uri)
         cached = self._jwks.get(key)
-        now = time.monotonic()
-        if cached is not None and (
-            (not refresh and cached[0] > now) or (refresh and now - cached[1] < JWKS_MIN_REFETCH_S)
-        ):
+        if cached is not None and self._fresh(cached, refresh):
             return cached[2]
-        lock = self._jwks_locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with self._jwks_locks.setdefault(key, asyncio.Lock()):
             again = self._jwks.get(key)
-            if again is not None and again is not cached and again[0] > time.monotonic():
+            if again is not None and again is not cached and self._fresh(again, refresh):
                 return again[2]  # fetched while we waited
             try:
                 document = await self._fetch_jwks(uri)
@@ -621,11 +618,19 @@ class ClientRegistry:
                 if cached is not None and cached[0] > time.monotonic():
                     return cached[2]
                 raise
-            fetched = time.monotonic()
-            self._jwks[key] = (fetched + JWKS_TTL_S, fetched, document)
-            if len(self._jwks) > CACHE_MAX_ENTRIES:
-                self._jwks = {key: self._jwks[key]}
+            now = time.monotonic()
+            forced = now if refresh else (cached[1] if cached is not None else None)
+            if len(self._jwks) >= CACHE_MAX_ENTRIES:
+                self._jwks.clear()
+            self._jwks[key] = (now + JWKS_TTL_S, forced, document)
         return document
+
+    @staticmethod
+    def _fresh(entry: tuple[float, float | None, dict[str, Any]], refresh: bool) -> bool:
+        now = time.monotonic()
+        if refresh:
+            return entry[1] is not None and now - entry[1] < JWKS_MIN_REFETCH_S
+        return entry[0] > now
 
     async def _fetch_jwks(self, uri: str) -> dict[str, Any]:
         try:
@@ -788,7 +793,7 @@ class ClientRegistry:
                 raise ClientNotFound(f"no active client {client_id}")
             sector = sector_identifier(metadata, client_id)
             if sector != record.sector_identifier:
-                raise _rejected(
+                raise metadata_rejected(
                     f"the pairwise sector would change from {record.sector_identifier} to {sector}; "
                     "keep the redirect URI host or the sector_identifier_uri"
                 )
