@@ -23,8 +23,9 @@ from tests.idp.conftest import ISSUER, enroll_citizen
 from tests.idp.rp import Pkce, authorization_parameters, browser_login, exchange, register_rp
 from tests.idp.test_sessions import ACR, AMR, received, register_client
 from tsunagu.devstack.ports import free_port
+from tsunagu.devstack.postgres import scratch_database
 from tsunagu.events.schemas.ca import CertificateRevokedV1
-from tsunagu.idp.domain.logout import BACKCHANNEL_LOGOUT_EVENT
+from tsunagu.idp.domain.logout import BACKCHANNEL_LOGOUT_EVENT, BackchannelLogout
 from tsunagu.idp.events import Late, consumers
 from tsunagu.idp.store.models import event_tables
 from tsunagu.wallet import revoke
@@ -480,3 +481,44 @@ async def test_after_a_real_wallet_login_the_id_token_logs_the_browser_out_every
     )
     assert introspected.status_code == 200, introspected.text
     assert introspected.json() == {"active": False}  # the session's grant went with it
+
+
+async def test_on_postgresql_a_session_ends_once_and_each_logout_is_sent_once(make_idp, receiver) -> None:  # type: ignore[no-untyped-def]
+    async with scratch_database("tsunagu_idp") as url, make_idp(url) as idp:
+        client = await register_client(idp, backchannel_logout_uri=receiver.url)
+        sessions = idp.services.sessions
+        db = idp.app.state.runtime.db
+        ids = [(await login(idp, client, user_number="6666777788889999", serial="2a2b"))[0] for _ in range(3)]
+
+        async def logout(sid: str) -> list[str]:
+            async with db.transaction() as session:
+                return await sessions.end(session, sid, "logout")  # type: ignore[no-any-return]
+
+        async def revoked() -> list[str]:
+            async with db.transaction() as session:
+                return await sessions.end_for_certificate(session, "2a2b")  # type: ignore[no-any-return]
+
+        # A logout and a revocation race for the same sessions: each ends once, one event each.
+        await asyncio.gather(logout(ids[0]), revoked(), logout(ids[1]), revoked())
+        ended = await idp.rows("idp_session")
+        assert all(row["ended_at"] is not None for row in ended)
+        events = await idp.events("tsunagu.idp.session.")
+        assert sorted(e["data"]["session_id"] for e in events) == sorted(ids)
+        # Two senders (replicas) on the same rows: every logout token is sent exactly once.
+        extra = BackchannelLogout(idp.services)
+        try:
+            await asyncio.gather(extra.deliver_due(), idp.services.backchannel_logout.deliver_due())
+            await eventually(lambda: _delivered(idp))
+        finally:
+            await extra.aclose()
+        assert len(await idp.rows("logout_delivery")) == 3
+        keys = await idp_keys(idp)
+        told = [jwt.decode(r["logout_token"], keys).claims["sid"] for r in receiver.received]
+        assert sorted(told) == sorted(ids)
+
+        updates = idp.services.resident_updates
+        first = datetime(2026, 5, 1, tzinfo=UTC)
+        for at in (first, first.replace(month=4), first):
+            async with db.transaction() as session:
+                await updates.record(session, "6666777788889999", at)
+        assert await updates.updated_at("6666777788889999") == first
