@@ -168,13 +168,14 @@ if (args['code-minting']) {
   const { AuthorizationCode, Grant } = provider;
   provider.use(async (ctx, next) => {
     if (ctx.method !== 'POST' || ctx.path !== '/bench/codes') return next();
-    const count = Math.min(Number.parseInt(ctx.query.count ?? '1', 10) || 1, 10_000);
+    const count = Math.min(Number.parseInt(ctx.query.count ?? '1', 10) || 1, 5_000);
     const { redirect_uri: redirectUri, code_challenge: codeChallenge } = ctx.query;
     const codes = [];
     for (let index = 0; index < count; index += 1) {
       const accountId = `bench-${crypto.randomBytes(6).toString('hex')}`;
       const grant = new Grant({ clientId: client.client_id, accountId });
       grant.addOIDCScope('openid');
+      grant.addResourceScope(resource, 'api'); // so the access token is a JWT, like ours
       const grantId = await grant.save();
       const code = new AuthorizationCode({
         accountId,
@@ -187,7 +188,8 @@ if (args['code-minting']) {
         grantId,
         nonce: crypto.randomBytes(8).toString('hex'),
         redirectUri,
-        scope: 'openid',
+        resource,
+        scope: 'openid api',
         sessionUid: crypto.randomBytes(8).toString('hex'),
       });
       codes.push(await code.save());
