@@ -35,6 +35,14 @@ _THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"),
 MAX_PROOF_BYTES = 8192
 
 
+class _ProofRegistry(jws.JWSRegistry):
+    # The header carries the public key: an RSA-3072 jwk is over joserfc's default 512 bytes.
+    max_header_length = 4096
+
+
+_REGISTRIES = {alg: _ProofRegistry(algorithms=[alg]) for alg in DPOP_ALGORITHMS}
+
+
 def invalid_dpop_proof(description: str) -> OAuthError:
     """At the token endpoint (RFC 9449 §5); resources answer 401 ``invalid_dpop_proof`` too."""
     return OAuthError("invalid_dpop_proof", description)
@@ -91,7 +99,7 @@ def _verified(proof: str, error: Callable[[str], OAuthError]) -> tuple[str, dict
     try:
         key = JWKRegistry.import_key(jwk)
         jkt = thumbprint(jwk)
-        payload = json.loads(jws.deserialize_compact(proof, key, algorithms=[alg]).payload)
+        payload = json.loads(jws.deserialize_compact(proof, key, registry=_REGISTRIES[alg]).payload)
     except (JoseError, ValueError, TypeError, KeyError):
         raise error("the DPoP proof signature does not verify with its jwk") from None
     if not isinstance(payload, dict):
