@@ -3,7 +3,9 @@ is recorded by one service, published through its outbox to Kafka and received b
 service's consumer (service tokens on every call); then a CA key is made inside the HSM and a root
 certificate is signed with it through the signer, which refuses a service outside the key's ACL;
 J-LIS tells the platform about a move; a citizen enrolls two phones with the My Number Card (one
-user identification number), loses one, and J-LIS's death notice revokes the rest."""
+user identification number), loses one, and J-LIS's death notice revokes the rest; a municipality
+registers relying parties and a citizen logs in to them with the wallet (pairwise subjects, refresh
+rotation, logout)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from tsunagu.auth import ServiceTokenIssuer, load_private_key
 from tsunagu.clients import DiagnosticsClient
 from tsunagu.devstack.demo_ca import run_ca_chapter
+from tsunagu.devstack.demo_idp import run_idp_chapter
 from tsunagu.devstack.demo_jlis import run_jlis_chapter
 from tsunagu.devstack.demo_signer import run_signer_chapter
 
@@ -59,8 +62,10 @@ async def run_demo(
             ok, _ = await run_jlis_chapter(jlis_url, urls["jlis-sync"], credentials_dir, say)
             if not ok:
                 return False
-        if jlis_url and "ca" in urls:
-            return await run_ca_chapter(jlis_url, urls["ca"], credentials_dir, say)
+        if jlis_url and "ca" in urls and not await run_ca_chapter(jlis_url, urls["ca"], credentials_dir, say):
+            return False
+        if jlis_url and "idp" in urls and "ca" in urls:
+            return await run_idp_chapter(jlis_url, urls["idp"], urls["ca"], credentials_dir, say)
         return True
     finally:
         for client in clients.values():

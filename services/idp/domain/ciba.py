@@ -21,6 +21,7 @@ import httpx
 from tsunagu.db import as_utc
 from tsunagu.idp.domain import wallet_approval
 from tsunagu.idp.domain.errors import ApprovalReplayed, OAuthError, invalid_request
+from tsunagu.idp.domain.tokens import ApprovedLogin
 from tsunagu.idp.store import logins as store
 from tsunagu.idp.store.replay import first_use
 
@@ -120,31 +121,16 @@ class Ciba:
 
     # -- the token endpoint (poll) -----------------------------------------------------------
 
-    async def poll(self, client: Any, auth_req_id: str) -> Any:
-        from tsunagu.idp.domain.tokens import ApprovedLogin
-
+    async def poll(self, client: Any, auth_req_id: str) -> ApprovedLogin:
         now = datetime.now(UTC)
+        # The outcome is decided (and the poll time recorded) in one transaction that commits;
+        # the OAuth error, if any, is raised after it.
         async with self.db.transaction() as session:
             row = await store.transaction(session, auth_req_id[:64], for_update=True)
-            if row is None or row["kind"] != "ciba" or row["client_id"] != client.client_id:
-                raise OAuthError("invalid_grant", "auth_req_id is unknown")
-            state = row["state"]
-            if state == "pending" and as_utc(row["expires_at"]) <= now:
-                await store.move(session, row["id"], "pending", state="expired", error="expired")
-                raise OAuthError("expired_token", "the request expired before the citizen decided")
-            if state == "expired":
-                raise OAuthError("expired_token", "the request expired before the citizen decided")
-            if state == "pending":
-                last = row["last_polled_at"]
-                await store.move(session, row["id"], "pending", last_polled_at=now)
-                if last is not None and (now - as_utc(last)).total_seconds() < self.settings.ciba_interval_s:
-                    raise OAuthError("slow_down", f"poll at most every {self.settings.ciba_interval_s} s")
-                raise OAuthError("authorization_pending", "the citizen has not decided yet")
-            if state == "denied":
-                await store.move(session, row["id"], "denied", state="completed", error="denied")
-                raise OAuthError("access_denied", "the citizen declined")
-            if state != "approved" or not await store.move(session, row["id"], "approved", state="completed"):
-                raise OAuthError("invalid_grant", "auth_req_id was already used")
+            outcome = await self._poll_outcome(session, client, row, now)
+        if outcome is not None:
+            raise outcome
+        assert row is not None
         parameters = row["parameters"]
         return ApprovedLogin(
             user_number=row["user_number"],
@@ -157,6 +143,31 @@ class Ciba:
             auth_time=as_utc(row["decided_at"]),
             session_id=None,
         )
+
+    async def _poll_outcome(
+        self, session: Any, client: Any, row: dict[str, Any] | None, now: datetime
+    ) -> OAuthError | None:
+        """None when the request was approved and is now taken; else the error to answer."""
+        if row is None or row["kind"] != "ciba" or row["client_id"] != client.client_id:
+            return OAuthError("invalid_grant", "auth_req_id is unknown")
+        state = row["state"]
+        if state == "pending" and as_utc(row["expires_at"]) <= now:
+            await store.move(session, row["id"], "pending", state="expired", error="expired")
+            state = "expired"
+        if state == "expired":
+            return OAuthError("expired_token", "the request expired before the citizen decided")
+        if state == "pending":
+            last = row["last_polled_at"]
+            await store.move(session, row["id"], "pending", last_polled_at=now)
+            if last is not None and (now - as_utc(last)).total_seconds() < self.settings.ciba_interval_s:
+                return OAuthError("slow_down", f"poll at most every {self.settings.ciba_interval_s} s")
+            return OAuthError("authorization_pending", "the citizen has not decided yet")
+        if state == "denied":
+            await store.move(session, row["id"], "denied", state="completed", error="denied")
+            return OAuthError("access_denied", "the citizen declined")
+        if state != "approved" or not await store.move(session, row["id"], "approved", state="completed"):
+            return OAuthError("invalid_grant", "auth_req_id was already used")
+        return None
 
     # -- the wallet -------------------------------------------------------------------------
 
