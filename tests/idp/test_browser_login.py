@@ -252,6 +252,31 @@ async def test_a_declined_login_ends_at_the_relying_party_with_access_denied(
     browser_page.assert_clean()
 
 
+async def test_going_back_after_the_login_shows_a_page_not_json(
+    browser_page: BrowserPage, idp_url: str, rp: Rp, wallet: httpx.AsyncClient, citizen: Enrolled
+) -> None:
+    """The citizen presses Back on the relying party's page: the finished login's page is asked
+    for again (no-store), and answers with a readable page in the citizen's language."""
+    page = browser_page.page
+    tx, _ = await open_login_page(browser_page, idp_url, authorization_url(idp_url, rp, "s"))
+    assert await decide_login(wallet, await fetch_login(wallet, tx), citizen.authentication) == "approved"
+    await browser_page.wait_for_url_prefix(rp.redirect_uri + "?", timeout_s=15)
+    await page.wait_for_url(rp.redirect_uri + "?**")
+
+    response = await page.go_back()
+    assert response is not None and page.url == f"{idp_url}/login/{tx}"
+    assert response.status in (404, 409)
+    assert response.headers["content-type"].startswith("text/html"), (
+        response.headers["content-type"],
+        await response.text(),
+    )
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert await page.evaluate("() => document.documentElement.lang") == "ja"
+    assert JAPANESE.search(await page.title())
+    assert JAPANESE.search(await page.locator("body").inner_text())
+    assert not browser_page.csp_violations
+
+
 async def test_without_server_sent_events_the_page_polls_and_moves_on(
     browser_page: BrowserPage, idp_url: str, rp: Rp, wallet: httpx.AsyncClient, citizen: Enrolled
 ) -> None:

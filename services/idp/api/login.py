@@ -11,15 +11,16 @@ from urllib.parse import quote
 
 import segno
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from tsunagu.db import as_utc
 from tsunagu.idp.api.authorize import TX_COOKIE
 from tsunagu.idp.api.deps import IdpServices, services
-from tsunagu.idp.api.pages import choose_locale, render
+from tsunagu.idp.api.pages import choose_locale, error_page, render
 from tsunagu.idp.domain.authorization import AuthorizationRequest
 from tsunagu.idp.domain.claims import CLAIM_ITEMS, SCOPE_CLAIMS
+from tsunagu.idp.domain.errors import LoginTransactionClosed, LoginTransactionNotFound
 
 router = APIRouter(tags=["login"])
 SSE_LIMIT_S = 300.0
@@ -41,9 +42,18 @@ def asked_claims(request: AuthorizationRequest) -> list[str]:
     return [n for n in dict.fromkeys(names) if n in CLAIM_ITEMS or n in ("verified_claims", "user_number")]
 
 
+def browser_error(request: Request, error: LoginTransactionNotFound | LoginTransactionClosed) -> HTMLResponse:
+    """The page and completion routes are where the citizen's browser goes (a Back button after the
+    login, a link opened in another browser): a refusal there is a page, not problem+json."""
+    return error_page(request, error.code, error.detail or error.title, status=error.status)
+
+
 @router.get("/login/{tx}", include_in_schema=False)
 async def login_page(tx: str, request: Request, idp: IdpServices = Depends(services)) -> Response:
-    row = await idp.logins.for_browser(tx, request.cookies.get(TX_COOKIE))
+    try:
+        row = await idp.logins.for_browser(tx, request.cookies.get(TX_COOKIE))
+    except LoginTransactionNotFound as error:
+        return browser_error(request, error)
     parsed = AuthorizationRequest.from_json(row["parameters"])
     locale = choose_locale(request, parsed.ui_locales)
     client = await idp.clients.get(row["client_id"])
@@ -106,7 +116,10 @@ async def login_events(tx: str, request: Request, idp: IdpServices = Depends(ser
 
 @router.get("/login/{tx}/complete", include_in_schema=False)
 async def login_complete(tx: str, request: Request, idp: IdpServices = Depends(services)) -> Response:
-    completed = await idp.logins.complete(tx, request.cookies.get(TX_COOKIE))
+    try:
+        completed = await idp.logins.complete(tx, request.cookies.get(TX_COOKIE))
+    except (LoginTransactionNotFound, LoginTransactionClosed) as error:
+        return browser_error(request, error)
     response = RedirectResponse(completed.location, status_code=303)
     if completed.location != f"/login/{tx}":
         response.delete_cookie(TX_COOKIE, path=f"/login/{tx}")
