@@ -53,6 +53,10 @@ FULL_VALUES: dict[str, Any] = {
         "cidrs": ["10.50.0.10/32"],
         "ports": [1792],
     },
+    "idp": {
+        "pairwiseSecret": {"name": "tsunagu-idp-pairwise", "key": "secret"},
+        "relyingPartyEgress": {"cidrs": ["198.51.100.0/24"], "ports": [443, 8443]},
+    },
     "affinity": {"podAntiAffinity": "required"},
     "image": {"repository": "tsunagu/tsunagu", "digest": "sha256:" + "a" * 64},
 }

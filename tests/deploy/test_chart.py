@@ -27,8 +27,8 @@ from tests.deploy.conftest import (
 EXPECTED_CALLERS = {
     "signer": {"ca", "idp", "consent", "broker", "jlis-sync"},
     "ca": {"idp", "consent", "broker"},  # certificate status lookups
-    "idp": {"broker"},
-    "consent": {"broker"},
+    "idp": {"broker"},  # subject lookups
+    "consent": {"idp", "broker"},  # idp: effective consent before releasing claims
     "broker": set(),
     "jlis-sync": {"ca", "idp", "broker"},
 }
@@ -225,6 +225,115 @@ def test_ingress_only_for_public_endpoints_never_signer(objects: list[dict[str, 
     assert [p["path"] for p in jlis["spec"]["rules"][0]["http"]["paths"]] == ["/v1/jlis/notifications"]
 
 
+def test_idp_egress_to_relying_parties_only_when_configured(base_objects: list, full_objects: list) -> None:
+    """jwks_uri, sector_identifier_uri, back-channel logout and CIBA ping leave the cluster only
+    towards the ranges the operator names, and only from the idp."""
+    base_idp = by_name(base_objects, "NetworkPolicy", "tsunagu-idp")
+    base_ports = {p["port"] for r in base_idp["spec"]["egress"] for p in r["ports"]}
+    assert base_ports == {53, 5432, 9092, 9093, 8101, 8102, 8104, 8106}  # DNS, DB, Kafka, peers only
+    idp = by_name(full_objects, "NetworkPolicy", "tsunagu-idp")
+    rules = [r for r in idp["spec"]["egress"] if {"ipBlock": {"cidr": "198.51.100.0/24"}} in r["to"]]
+    assert [r["ports"] for r in rules] == [
+        [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 8443}]
+    ]
+    for svc in SERVICES:
+        if svc != "idp":
+            policy = by_name(full_objects, "NetworkPolicy", f"tsunagu-{svc}")
+            assert "198.51.100.0/24" not in json.dumps(policy), svc
+
+
+def _public_routes(svc: str) -> set[str]:
+    """A service's own routes (the chassis' /healthz, /metrics… are not in its routers), minus the
+    operator's /admin API and the service-to-service /internal API."""
+    from fastapi.routing import APIRoute
+
+    api = importlib.import_module(f"tsunagu.{svc.replace('-', '_')}.api")
+    paths = {route.path for router in api.routers for route in router.routes if isinstance(route, APIRoute)}
+    return {p for p in paths if not p.startswith(("/admin/", "/internal/"))}
+
+
+def _covers(prefix: str, path: str) -> bool:
+    """Kubernetes ``pathType: Prefix``: element-wise (``/login`` covers ``/login/x``, not ``/logins``)."""
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+@pytest.mark.parametrize("svc", ["ca", "idp", "consent"])
+def test_ingress_routes_exactly_the_public_endpoints(objects: list[dict[str, Any]], svc: str) -> None:
+    """Every public route is reachable and every ingress path reaches a route (nothing stale)."""
+    routes = _public_routes(svc)
+    assert routes, svc
+    ingress = by_name(objects, "Ingress", f"tsunagu-{svc}")
+    paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert {p["pathType"] for p in paths} == {"Prefix"}
+    prefixes = [p["path"] for p in paths]
+    assert sorted(r for r in routes if not any(_covers(p, r) for p in prefixes)) == [], "unreachable"
+    assert [p for p in prefixes if not any(_covers(p, r) for r in routes)] == [], "routes to nothing"
+
+
+def test_ingresses_sharing_a_host_do_not_overlap(objects: list[dict[str, Any]]) -> None:
+    owners: dict[str, list[tuple[str, str]]] = {}
+    for ing in of_kind(objects, "Ingress"):
+        for rule in ing["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                owners.setdefault(rule["host"], []).append((path["path"], ing["metadata"]["name"]))
+    assert {n for _, n in owners["id.example.jp"]} == {"tsunagu-idp", "tsunagu-ca"}  # the same issuer host
+    for host, paths in owners.items():
+        for i, (a, owner_a) in enumerate(paths):
+            for b, owner_b in paths[i + 1 :]:
+                assert not (_covers(a, b) or _covers(b, a)), f"{host}: {a} ({owner_a}) and {b} ({owner_b})"
+
+
+def test_idp_settings_issuer_peers_and_pairwise_secret(objects: list[dict[str, Any]]) -> None:
+    data = by_name(objects, "ConfigMap", "tsunagu-idp-env")["data"]
+    ingress = by_name(objects, "Ingress", "tsunagu-idp")
+    host = ingress["spec"]["rules"][0]["host"]
+    assert data["TSUNAGU_IDP_ISSUER"] == f"https://{host}"  # what relying parties see
+    assert host in ingress["spec"]["tls"][0]["hosts"]
+    for peer, var in (
+        ("signer", "SIGNER_URL"),
+        ("ca", "CA_URL"),
+        ("jlis-sync", "JLIS_SYNC_URL"),
+        ("consent", "CONSENT_URL"),
+    ):
+        service = by_name(objects, "Service", f"tsunagu-{peer}")
+        assert data[f"TSUNAGU_IDP_{var}"] == f"http://tsunagu-{peer}:{service['spec']['ports'][0]['port']}", (
+            var
+        )
+    ca = by_name(objects, "ConfigMap", "tsunagu-ca-env")["data"]
+    assert ca["TSUNAGU_CA_PUBLIC_BASE_URL"] == data["TSUNAGU_IDP_ISSUER"]  # one public host
+    # The pairwise secret: a file from the operator's Secret, never a value in the chart.
+    path = data["TSUNAGU_IDP_PAIRWISE_SECRET_FILE"]
+    spec = by_name(objects, "Deployment", "tsunagu-idp")["spec"]["template"]["spec"]
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
+    assert mount["readOnly"] is True
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"] == {
+        "secretName": "tsunagu-idp-pairwise",
+        "defaultMode": 0o400,
+        "items": [{"key": "secret", "path": path.rsplit("/", 1)[1]}],
+    }
+    for svc in SERVICES:  # nobody else mounts it
+        if svc != "idp":
+            other = by_name(objects, "Deployment", f"tsunagu-{svc}")["spec"]["template"]["spec"]
+            assert "tsunagu-idp-pairwise" not in json.dumps(other), svc
+
+
+def test_consent_settings_name_its_peers(objects: list[dict[str, Any]]) -> None:
+    data = by_name(objects, "ConfigMap", "tsunagu-consent-env")["data"]
+    assert data["TSUNAGU_CONSENT_SIGNER_URL"] == "http://tsunagu-signer:8101"  # receipt key
+    assert data["TSUNAGU_CONSENT_CA_URL"] == "http://tsunagu-ca:8102"  # signers' certificates
+
+
+def test_idp_without_consent_withholds_claims() -> None:
+    """Consent switched off: no CONSENT_URL (the idp then releases nothing beyond ``sub``)."""
+    values = {**render_k8s.BASE_VALUES, "services": {"consent": {"enabled": False}}}
+    objects = render_k8s.render(values)
+    data = by_name(objects, "ConfigMap", "tsunagu-idp-env")["data"]
+    assert "TSUNAGU_IDP_CONSENT_URL" not in data and data["TSUNAGU_IDP_SIGNER_URL"]
+    policy = by_name(objects, "NetworkPolicy", "tsunagu-idp")
+    assert "consent" not in json.dumps(policy["spec"]["egress"])
+
+
 def test_signer_and_jlis_sync_settings(objects: list[dict[str, Any]]) -> None:
     signer = by_name(objects, "ConfigMap", "tsunagu-signer-env")["data"]
     assert signer["TSUNAGU_SIGNER_PKCS11__MODULE_PATH"].startswith("/opt/hsm/")
@@ -316,6 +425,18 @@ def test_kafka_topics_job(objects: list[dict[str, Any]]) -> None:
         ({"database": {"cidrs": ["not-a-cidr"]}}, "cidrs"),
         ({"topics": {"items": [{"name": "tsunagu.x", "partitions": 0, "retentionMs": -1}]}}, "partitions"),
         ({"services": {"idp": {"callers": ["nobody"]}}}, "callers"),
+        ({"idp": {"pairwiseSecret": {"name": "", "key": "secret"}}}, "pairwiseSecret"),
+        ({"idp": {"pairwiseSecret": {"name": "x", "key": "secret", "value": "s3cret"}}}, "pairwiseSecret"),
+        (
+            {
+                "services": {
+                    "idp": {
+                        "ingress": {"enabled": True, "host": "https://id.example.jp/", "paths": ["/token"]}
+                    }
+                }
+            },
+            "host",
+        ),
         ({"replicaCount": 2}, "replicaCount"),
     ],
 )

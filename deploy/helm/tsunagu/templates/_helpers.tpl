@@ -26,6 +26,11 @@
 {{- printf "TSUNAGU_%s_" (.svc | upper | replace "-" "_") -}}
 {{- end -}}
 
+{{/* In-cluster URL of a service: http://<fullname>-<svc>:<port>; call with (dict "root" $ "svc" "signer"). */}}
+{{- define "tsunagu.serviceUrl" -}}
+{{- printf "http://%s:%v" (include "tsunagu.svcname" .) (index .root.Values.services .svc).port -}}
+{{- end -}}
+
 {{- define "tsunagu.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
 app.kubernetes.io/name: {{ include "tsunagu.name" .root }}
