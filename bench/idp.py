@@ -440,7 +440,10 @@ async def closed_loop(
             if time.perf_counter() >= deadline:
                 return
             sent = time.perf_counter()
-            status, raw = await _post(session, target.token_url, body)
+            try:
+                status, raw = await _post(session, target.token_url, body)
+            except aiohttp.ClientError as exc:
+                raise BenchError(f"{target.label}: POST /token: {type(exc).__name__} {exc}") from None
             latencies.append((time.perf_counter() - sent) * 1000)
             check(status, raw)
 
