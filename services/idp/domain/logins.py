@@ -62,7 +62,8 @@ class LoginTransactions:
         self.services = services
         self.settings = services.settings
         self.clock = clock
-        self._waiters: dict[str, asyncio.Event] = {}
+        # tx → (event set when the wallet decides in this process, listeners waiting on it)
+        self._waiters: dict[str, tuple[asyncio.Event, int]] = {}
 
     @property
     def db(self) -> Any:
@@ -109,19 +110,25 @@ class LoginTransactions:
     async def wait(self, tx: str, timeout_s: float) -> None:
         """Return when the wallet decided ``tx`` in this process, or after ``timeout_s`` (the caller
         re-reads the database either way: another replica may have recorded the decision)."""
-        event = self._waiters.setdefault(tx, asyncio.Event())
+        event, listeners = self._waiters.get(tx) or (asyncio.Event(), 0)
+        self._waiters[tx] = (event, listeners + 1)
         try:
             await asyncio.wait_for(event.wait(), timeout_s)
         except TimeoutError:
             pass
         finally:
-            if event.is_set():
+            # The last listener out removes the entry, decided here or not (abandoned, expired,
+            # decided on another replica): entries must not pile up in a long-running process.
+            _, listeners = self._waiters.get(tx, (event, 1))
+            if listeners <= 1:
                 self._waiters.pop(tx, None)
+            else:
+                self._waiters[tx] = (event, listeners - 1)
 
     def _wake(self, tx: str) -> None:
-        event = self._waiters.get(tx)
-        if event is not None:
-            event.set()
+        waiting = self._waiters.get(tx)
+        if waiting is not None:
+            waiting[0].set()
 
     async def complete(self, tx: str, binding: str | None) -> Completed:
         """After the decision: a session and a code (approved), or access_denied back to the RP."""
