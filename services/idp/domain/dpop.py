@@ -137,10 +137,14 @@ class DpopVerifier:
         """Check ``proof`` for a ``method`` request to ``url``; record its ``jti`` in ``session``
         (the caller commits). ``access_token``: the token presented with it (``ath`` required)."""
         checked = self.check(proof, method=method, url=url, access_token=access_token, error=error)
-        expires = datetime.fromtimestamp(checked.iat, UTC) + timedelta(seconds=self.max_age_s + self.skew_s)
-        if not await first_use(session, "dpop", checked.jkt, checked.jti, expires):
+        if not await self.record(session, checked):
             raise error("the DPoP proof was used before")
         return checked
+
+    async def record(self, session: AsyncSession, proof: DpopProof) -> bool:
+        """Remember the proof's ``jti`` (per key) as long as it could be fresh; False: seen before."""
+        expires = datetime.fromtimestamp(proof.iat, UTC) + timedelta(seconds=self.max_age_s + self.skew_s)
+        return await first_use(session, "dpop", proof.jkt, proof.jti, expires)
 
     def check(
         self,

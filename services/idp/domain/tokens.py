@@ -120,6 +120,16 @@ class DpopInput:
 
 
 @dataclass(frozen=True)
+class _Minted:
+    response: dict[str, Any]
+    jti: str
+    expires_at: datetime
+    sector: str
+    sub: str
+    refresh: bool
+
+
+@dataclass(frozen=True)
 class AccessTokenView:
     """A verified, live access token at a resource of ours (userinfo)."""
 
@@ -283,10 +293,11 @@ class TokenService:
 
     # -- the token endpoint ---------------------------------------------------------------------
 
-    async def _proof(self, session: AsyncSession, dpop: DpopInput) -> DpopProof | None:
+    def _check_proof(self, dpop: DpopInput) -> DpopProof | None:
+        """The proof's checks that need no database (its single use is recorded with the tokens)."""
         if dpop.proof is None:
             return None
-        return await self.dpop.verify(session, dpop.proof, method=dpop.method, url=self.token_endpoint)
+        return self.dpop.check(dpop.proof, method=dpop.method, url=self.token_endpoint)
 
     @staticmethod
     def _require_grant_type(client: ClientLike, grant_type: str) -> None:
@@ -329,26 +340,28 @@ class TokenService:
                 failure = await self._replayed(repository, grant, "code-replay", now)
             else:
                 _check_code(record, grant, redirect_uri=redirect_uri, code_verifier=code_verifier, now=now)
-                proof = await self._proof(session, dpop)
+                proof = self._check_proof(dpop)
                 self._require_dpop_if_bound(client, proof)
                 if record.dpop_jkt is not None and (proof is None or proof.jkt != record.dpop_jkt):
                     raise OAuthError("invalid_dpop_proof", "the code is bound to another DPoP key (dpop_jkt)")
+                # Signed before the code is spent: no write lock is held across the signer call
+                # (on PostgreSQL the code's row lock makes concurrent presentations wait).
+                minted = await self._mint(
+                    client,
+                    grant,
+                    scope=grant.scope,
+                    nonce=record.nonce,
+                    proof=proof,
+                    audience=audience,
+                    now=now,
+                )
                 if not await repository.spend_code(record.code_hash, now):
                     failure = await self._replayed(repository, grant, "code-replay", now)
                 else:
                     if proof is not None and client.is_public and grant.dpop_jkt is None:
                         await repository.bind_grant(grant.id, proof.jkt)
-                    return await self._issue(
-                        repository,
-                        client,
-                        grant,
-                        scope=grant.scope,
-                        nonce=record.nonce,
-                        proof=proof,
-                        audience=audience,
-                        refresh_generation=0,
-                        now=now,
-                    )
+                    await self._record(repository, grant, minted, proof=proof, refresh_generation=0, now=now)
+                    return minted.response
         assert failure is not None
         raise failure  # after the revocation committed
 
@@ -396,24 +409,21 @@ class TokenService:
                 wanted = _split_scope(scope) or granted
                 if not set(wanted) <= set(granted):
                     raise OAuthError("invalid_scope", "the scope exceeds what was granted")
-                proof = await self._proof(session, dpop)
+                proof = self._check_proof(dpop)
                 self._require_dpop_if_bound(client, proof)
                 if grant.dpop_jkt is not None and (proof is None or proof.jkt != grant.dpop_jkt):
                     raise OAuthError("invalid_dpop_proof", "the refresh token is bound to another DPoP key")
+                minted = await self._mint(
+                    client, grant, scope=" ".join(wanted), nonce=None, proof=proof, audience=audience, now=now
+                )
                 if not await repository.spend_refresh(record.token_hash, now):
                     failure = await self._replayed(repository, grant, "refresh-reuse", now)
                 else:
-                    return await self._issue(
-                        repository,
-                        client,
-                        grant,
-                        scope=" ".join(wanted),
-                        nonce=None,
-                        proof=proof,
-                        audience=audience,
-                        refresh_generation=record.generation + 1,
-                        now=now,
+                    generation = record.generation + 1
+                    await self._record(
+                        repository, grant, minted, proof=proof, refresh_generation=generation, now=now
                     )
+                    return minted.response
         assert failure is not None
         raise failure
 
@@ -447,14 +457,16 @@ class TokenService:
         }
         if granted:
             claims["scope"] = granted
-        async with self.db.transaction() as session:
-            proof = await self._proof(session, dpop)
-            self._require_dpop_if_bound(client, proof)
+        proof = self._check_proof(dpop)
+        self._require_dpop_if_bound(client, proof)
+        if proof is not None:
+            claims["cnf"] = {"jkt": proof.jkt}
+        access_token = await self.signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYP, alg="ES256")
+        async with self.db.transaction() as session:  # one short write transaction
             if proof is not None:
-                claims["cnf"] = {"jkt": proof.jkt}
+                await self._record_proof(session, proof)
             repository = TokenRepository(session)
             grant_id = await self._client_grant(repository, client.client_id, granted, now)
-            access_token = await self.signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYP, alg="ES256")
             await repository.add_access_token(jti, grant_id, expires)
         response: dict[str, Any] = {
             "access_token": access_token,
@@ -510,62 +522,58 @@ class TokenService:
             raise invalid_request("auth_req_id is required")
         login = await poller.poll(client, auth_req_id)
         now = self.clock()
+        proof = self._check_proof(dpop)
+        self._require_dpop_if_bound(client, proof)
+        grant = GrantRecord(
+            id=new_secret(),
+            client_id=client.client_id,
+            user_number=login.user_number,
+            session_id=login.session_id,
+            certificate_serial=login.certificate_serial,
+            scope=login.scope,
+            claims=login.claims,
+            authorization_details=login.authorization_details,
+            auth_time=login.auth_time,
+            acr=login.acr,
+            amr=list(login.amr),
+            dpop_jkt=proof.jkt if proof is not None and client.is_public else None,
+            created_at=now,
+        )
+        minted = await self._mint(
+            client, grant, scope=grant.scope, nonce=None, proof=proof, audience=None, now=now
+        )
         async with self.db.transaction() as session:
-            proof = await self._proof(session, dpop)
-            self._require_dpop_if_bound(client, proof)
-            grant = GrantRecord(
-                id=new_secret(),
-                client_id=client.client_id,
-                user_number=login.user_number,
-                session_id=login.session_id,
-                certificate_serial=login.certificate_serial,
-                scope=login.scope,
-                claims=login.claims,
-                authorization_details=login.authorization_details,
-                auth_time=login.auth_time,
-                acr=login.acr,
-                amr=list(login.amr),
-                dpop_jkt=proof.jkt if proof is not None and client.is_public else None,
-                created_at=now,
-            )
             repository = TokenRepository(session)
             await repository.add_grant(grant)
-            return await self._issue(
-                repository,
-                client,
-                grant,
-                scope=grant.scope,
-                nonce=None,
-                proof=proof,
-                audience=None,
-                refresh_generation=0,
-                now=now,
-            )
+            await self._record(repository, grant, minted, proof=proof, refresh_generation=0, now=now)
+        return minted.response
 
     # -- issuing --------------------------------------------------------------------------------
 
-    async def _subject(
-        self, repository: TokenRepository, client: ClientLike, user_number: str, now: datetime
-    ) -> str:
-        sub = self.subjects.subject(client.sector_identifier, user_number)
-        key = (client.sector_identifier, sub)
-        if key not in self._known_subjects:
-            await repository.remember_subject(client.sector_identifier, sub, user_number, now)
+    async def _record_proof(self, session: AsyncSession, proof: DpopProof) -> None:
+        if not await self.dpop.record(session, proof):
+            raise OAuthError("invalid_dpop_proof", "the DPoP proof was used before")
 
-            def remember() -> None:
-                self._known_subjects[key] = None
-                if len(self._known_subjects) > 100_000:
-                    self._known_subjects.popitem(last=False)
+    async def _remember_subject(
+        self, repository: TokenRepository, sector: str, sub: str, user_number: str, now: datetime
+    ) -> None:
+        key = (sector, sub)
+        if key in self._known_subjects:
+            return
+        await repository.remember_subject(sector, sub, user_number, now)
 
-            call_after_commit(repository.session, remember)
-        return sub
+        def remember() -> None:
+            self._known_subjects[key] = None
+            if len(self._known_subjects) > 100_000:
+                self._known_subjects.popitem(last=False)
+
+        call_after_commit(repository.session, remember)
 
     def _wants_refresh(self, client: ClientLike, scope: list[str]) -> bool:
         return "offline_access" in scope or GRANT_REFRESH in client.grant_types
 
-    async def _issue(
+    async def _mint(
         self,
-        repository: TokenRepository,
         client: ClientLike,
         grant: GrantRecord,
         *,
@@ -573,29 +581,27 @@ class TokenService:
         nonce: str | None,
         proof: DpopProof | None,
         audience: str | None,
-        refresh_generation: int,
         now: datetime,
-    ) -> dict[str, Any]:
-        """Access token (+ ID token for ``openid``, + the next refresh token), recorded."""
+    ) -> _Minted:
+        """The signed access token (+ ID token for ``openid``) of a person's grant; nothing is
+        written yet (:meth:`_record` does, in the caller's transaction)."""
         assert grant.user_number is not None
         scopes = _split_scope(scope)
-        sub = await self._subject(repository, client, grant.user_number, now)
-        iat = int(now.timestamp())
+        sub = self.subjects.subject(client.sector_identifier, grant.user_number)
         expires = now + timedelta(seconds=self.settings.access_token_ttl_s)
         jti = new_secret()
-        auth_time = int(grant.auth_time.timestamp()) if grant.auth_time else None
         access: dict[str, Any] = {
             "iss": self.issuer,
             "sub": sub,
             "aud": audience or client.client_id,
             "client_id": client.client_id,
-            "iat": iat,
+            "iat": int(now.timestamp()),
             "exp": int(expires.timestamp()),
             "jti": jti,
             "scope": scope,
         }
-        if auth_time is not None:
-            access["auth_time"] = auth_time
+        if grant.auth_time is not None:
+            access["auth_time"] = int(grant.auth_time.timestamp())
         if grant.acr:
             access["acr"] = grant.acr
         if grant.amr:
@@ -608,7 +614,6 @@ class TokenService:
         if "openid" in scopes:
             signing.append(self._id_token(client, grant=grant, sub=sub, scopes=scopes, nonce=nonce, now=now))
         signed = await asyncio.gather(*signing)
-        await repository.add_access_token(jti, grant.id, expires)
         response: dict[str, Any] = {
             "access_token": signed[0],
             "token_type": "DPoP" if proof is not None else "Bearer",
@@ -619,21 +624,46 @@ class TokenService:
             response["id_token"] = signed[1]
         if grant.authorization_details:
             response["authorization_details"] = grant.authorization_details
-        if self._wants_refresh(client, scopes):
+        return _Minted(
+            response=response,
+            jti=jti,
+            expires_at=expires,
+            sector=client.sector_identifier,
+            sub=sub,
+            refresh=self._wants_refresh(client, scopes),
+        )
+
+    async def _record(
+        self,
+        repository: TokenRepository,
+        grant: GrantRecord,
+        minted: _Minted,
+        *,
+        proof: DpopProof | None,
+        refresh_generation: int,
+        now: datetime,
+    ) -> None:
+        """Write what :meth:`_mint` made: the proof's jti, the subject, the access token's jti and
+        the next refresh token (added to the response)."""
+        assert grant.user_number is not None
+        if proof is not None:
+            await self._record_proof(repository.session, proof)
+        await self._remember_subject(repository, minted.sector, minted.sub, grant.user_number, now)
+        await repository.add_access_token(minted.jti, grant.id, minted.expires_at)
+        if minted.refresh:
             refresh = new_secret()
-            lifetime_end = grant.created_at + timedelta(seconds=self.settings.refresh_token_ttl_s)
             await repository.add_refresh(
                 RefreshRecord(
                     token_hash=token_hash(refresh),
                     grant_id=grant.id,
                     generation=refresh_generation,
-                    expires_at=lifetime_end,
+                    # Refresh tokens live at most REFRESH_TOKEN_TTL_S from the grant (not sliding).
+                    expires_at=grant.created_at + timedelta(seconds=self.settings.refresh_token_ttl_s),
                     used_at=None,
                     created_at=now,
                 )
             )
-            response["refresh_token"] = refresh
-        return response
+            minted.response["refresh_token"] = refresh
 
     async def _id_token(
         self,
