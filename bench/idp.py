@@ -643,6 +643,9 @@ def idp_target(run: Run, state_dir: Path, sqlite: bool) -> Iterator[Target]:
         minter = _idp_code_minter(_database_url(config, "idp"), client_id)
         urls = {"issuer": url, "ca": stack.urls["ca"], "jlis": stack.jlis_url}
         yield Target("idp", config_doc["token_endpoint"], client_id, jwks, groups, minter, urls)
+    except BenchError as exc:  # the state directory goes with the run: keep what the logs said
+        logs = state_dir / "logs"
+        raise BenchError(f"{exc}\n--- idp log ---\n{_tail(logs / 'idp.log', 40)}") from None
     finally:
         stack.stop()
         if not sqlite:
