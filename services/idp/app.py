@@ -129,6 +129,7 @@ def _resources(late: Late):  # type: ignore[no-untyped-def]
             services.backchannel_logout = BackchannelLogout(services)
             stack.push_async_callback(services.backchannel_logout.aclose)
             services.resident_updates = ResidentUpdates(runtime.db)
+            services.tokens.updated_at = services.resident_updates.updated_at
             late.services = services
             stopping = asyncio.Event()
             delivery = asyncio.create_task(

@@ -455,3 +455,35 @@ async def test_concurrent_replays_on_postgresql_let_one_exchange_win(make_idp): 
         assert sorted(a.status_code for a in answers) == [200, 400, 400, 400, 400, 400]
         winner = next(a.json() for a in answers if a.status_code == 200)
         _error(await refresh(idp, rp2, winner["refresh_token"]), "invalid_grant")
+
+
+# -- claims -----------------------------------------------------------------------------------------
+
+
+class _AllowAll:
+    async def allowed(self, user_number: str, client_id: str, items: list[str], at: datetime) -> set[str]:
+        return set(items)
+
+
+async def test_consented_claims_reach_the_id_token_and_userinfo_with_updated_at(idp: IdpHarness, citizen):  # type: ignore[no-untyped-def]
+    rp = await new_rp(idp)
+    # Without consent (no consent service) nothing beyond sub leaves.
+    _, withheld = await _code_tokens(idp, rp, scope="openid profile", user_number=citizen.user_number)
+    assert set((await _userinfo(idp, withheld["access_token"])).json()) == {"sub"}
+
+    idp.services.claims.consent = _AllowAll()
+    changed = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
+    async with idp.app.state.runtime.db.transaction() as session:
+        await idp.services.resident_updates.record(session, citizen.user_number, changed)
+    claims_parameter = {"id_token": {"name": None}, "userinfo": {"verified_claims": None}}
+    _, tokens = await _code_tokens(
+        idp, rp, scope="openid profile", user_number=citizen.user_number, claims=claims_parameter
+    )
+    _, id_token = await verified(idp, tokens["id_token"], typ="JWT")
+    assert id_token["name"] == "数字 太郎" and id_token["updated_at"] == int(changed.timestamp())
+    assert "birthdate" not in id_token  # scope claims go to userinfo; the ID token has what was asked
+    userinfo = (await _userinfo(idp, tokens["access_token"])).json()
+    assert userinfo["name"] == "数字 太郎" and userinfo["birthdate"] == "1985-06-15"
+    assert userinfo["gender"] == "male" and userinfo["updated_at"] == int(changed.timestamp())
+    assert userinfo["verified_claims"]["verification"]["trust_framework"] == "jp_my_number_card"
+    assert "address" not in userinfo and "user_number" not in userinfo

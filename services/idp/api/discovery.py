@@ -68,6 +68,7 @@ def provider_metadata(issuer: str) -> dict[str, Any]:
             "azp",
             "sid",
             *person_claims,
+            "updated_at",
             "user_number",
             "verified_claims",
         ],

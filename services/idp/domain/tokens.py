@@ -25,7 +25,7 @@ import logging
 import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tsunagu.db import Database, call_after_commit
-from tsunagu.idp.domain.claims import ClaimsRelease, ReleaseContext, requested_claims
+from tsunagu.idp.domain.claims import CLAIM_ITEMS, ClaimsRelease, ReleaseContext, requested_claims
 from tsunagu.idp.domain.dpop import DpopProof, DpopVerifier, access_token_hash
 from tsunagu.idp.domain.errors import OAuthError, invalid_grant, invalid_request, unauthorized_client
 from tsunagu.idp.domain.jwt_signing import InvalidJwt, TokenSigner, b64url
@@ -197,6 +197,7 @@ class TokenService:
         claims: ClaimsRelease,
         signer: TokenSigner,
         dpop: DpopVerifier | None = None,
+        updated_at: Callable[[str], Awaitable[datetime | None]] | None = None,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self.settings = settings
@@ -206,6 +207,8 @@ class TokenService:
         self.signer = signer
         self.dpop = dpop or DpopVerifier(max_age_s=settings.assertion_max_age_s)
         self.clock = clock
+        # When the person's basic 4 information last changed (OIDC ``updated_at``), if known.
+        self.updated_at = updated_at
         self.issuer = settings.issuer
         self.token_endpoint = settings.issuer + "/token"
         # client_credentials: one grant row per (client, scope) and process, made on first use.
@@ -572,6 +575,15 @@ class TokenService:
     def _wants_refresh(self, client: ClientLike, scope: list[str]) -> bool:
         return "offline_access" in scope or GRANT_REFRESH in client.grant_types
 
+    async def _released(self, context: ReleaseContext, wanted: set[str], now: datetime) -> dict[str, Any]:
+        """The released claims, with ``updated_at`` when basic 4 information is among them."""
+        released = await self.claims.release(context, wanted, now)
+        if self.updated_at is not None and (set(CLAIM_ITEMS) | {"verified_claims"}) & set(released):
+            changed = await self.updated_at(context.user_number)
+            if changed is not None:
+                released["updated_at"] = int(changed.timestamp())
+        return released
+
     async def _mint(
         self,
         client: ClientLike,
@@ -676,7 +688,7 @@ class TokenService:
         now: datetime,
     ) -> str:
         assert grant.user_number is not None
-        released = await self.claims.release(
+        released = await self._released(
             ReleaseContext(
                 client_id=client.client_id,
                 user_number_legal_basis=client.user_number_legal_basis,
@@ -782,7 +794,7 @@ class TokenService:
         """OIDC Core §5.3: ``sub`` and the released claims for userinfo."""
         grant = view.grant
         assert grant.user_number is not None
-        released = await self.claims.release(
+        released = await self._released(
             ReleaseContext(
                 client_id=grant.client_id,
                 user_number_legal_basis=view.user_number_legal_basis,
