@@ -535,8 +535,9 @@ async def throughput(run: Run, target: Target) -> LoadResult:
     async with aiohttp.ClientSession(connector=_connector(run.concurrency)) as session:
         warm = token_bodies(run.key, target.client_id, target.token_url, forms(min(run.max_requests, 2000)))
         warmed = await closed_loop(session, target, warm, run.concurrency, run.warmup_s)
-        # enough assertions for twice the warm-up's rate (a run that uses them up just ends early)
-        count = min(run.max_requests, int(warmed.per_s * run.seconds * 2) + 500)
+        # enough for three times the warm-up's rate (still warming up: the JIT, the pools); a run
+        # that uses them all up ends early, its rate is still right
+        count = min(run.max_requests, int(warmed.per_s * run.seconds * 3) + 1000)
         signing = time.perf_counter()
         bodies = token_bodies(run.key, target.client_id, target.token_url, forms(count))
         signing_s = time.perf_counter() - signing
