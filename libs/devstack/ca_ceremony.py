@@ -52,13 +52,17 @@ async def initialise_ca(
 # The idp signs ID tokens and access tokens ES256 by default and RS256 for the clients that
 # register ``id_token_signed_response_alg=RS256``: one active key of each.
 ID_TOKEN_KEYS = (("id-token", "ES256"), ("id-token", "RS256"))
+# consent countersigns every recorded decision (the citizen's receipt) with a ``receipt`` key.
+RECEIPT_KEYS = (("receipt", "ES256"),)
 
 
 async def ensure_active_keys(
-    signer_url: str, credentials_dir: Path, purposes: tuple[tuple[str, str], ...] = ID_TOKEN_KEYS
+    signer_url: str,
+    credentials_dir: Path,
+    purposes: tuple[tuple[str, str], ...] = ID_TOKEN_KEYS + RECEIPT_KEYS,
 ) -> dict[tuple[str, str], str]:
-    """An active signer key for each (purpose, algorithm) that has none: the idp's ID-token keys
-    and the like. Returns (purpose, algorithm) → active key id."""
+    """An active signer key for each (purpose, algorithm) that has none: the idp's ID-token keys,
+    consent's receipt key and the like. Returns (purpose, algorithm) → active key id."""
     issuer = ServiceTokenIssuer(OPERATOR, load_private_key(credentials_dir / f"{OPERATOR}.key.pem"))
     signer = SignerClient(signer_url, issuer)
     try:

@@ -190,6 +190,15 @@ def _service_env(
                 prefix
                 + "JLIS_SYNC_URL": f"http://127.0.0.1:{config.base_port + list(SERVICES).index('jlis-sync')}",
                 prefix + "DATA_DIR": str((config.state_dir / "data").resolve()),
+                prefix
+                + "CONSENT_URL": f"http://127.0.0.1:{config.base_port + list(SERVICES).index('consent')}",
+            }
+        )
+    if service == "consent":
+        env.update(
+            {
+                prefix + "SIGNER_URL": f"http://127.0.0.1:{config.base_port}",
+                prefix + "CA_URL": f"http://127.0.0.1:{config.base_port + list(SERVICES).index('ca')}",
             }
         )
     if service == "signer":
@@ -234,7 +243,7 @@ def start_stack(config: StackConfig, progress: Callable[[str], None] = print) ->
         asyncio.run(initialise_ca(stack.urls["signer"], stack.urls["ca"], state.resolve() / "credentials"))
         progress("CA hierarchy ready (root, issuing CA, OCSP responder; keys in the HSM)")
         asyncio.run(ensure_active_keys(stack.urls["signer"], state.resolve() / "credentials"))
-        progress("ID-token signing keys ready (ES256 and RS256, in the HSM)")
+        progress("ID-token (ES256, RS256) and consent receipt signing keys ready (in the HSM)")
         # J-LIS pushes moves, renewals and deaths to jlis-sync's public receiver.
         httpx.post(
             f"{stack.jlis_url}/subscriptions",

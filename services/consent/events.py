@@ -1,6 +1,9 @@
 """Events consent publishes and the handlers for the events it consumes.
 
-Publishes: nothing of its own yet (platform diagnostics only).
+Publishes (``libs/events/schemas/consent.py``): ``tsunagu.consent.request.created`` on
+``tsunagu.consent.request`` and ``tsunagu.consent.decision.recorded`` on
+``tsunagu.consent.decision`` (with the full signed statement and the receipt), keyed by user
+identification number, each in the transaction of the change it announces.
 Consumes: nothing of its own yet (platform diagnostics only).
 """
 

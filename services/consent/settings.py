@@ -2,6 +2,7 @@
 
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from tsunagu.settings import ServiceSettings
@@ -14,3 +15,16 @@ class ConsentSettings(ServiceSettings):
     )
 
     port: int = 8104
+    signer_url: str = "http://127.0.0.1:8101"
+    ca_url: str = "http://127.0.0.1:8102"
+    # A decision's signing time (and a wallet query's iat) may be at most this old; nonces and
+    # query jti are refused for ever / for as long.
+    max_signature_age_s: int = Field(default=300, gt=0, le=3600)
+    clock_skew_s: int = Field(default=30, ge=0, le=300)
+    # How long a consent request waits for the citizen's answer, unless the request says less.
+    request_ttl_s: int = Field(default=30 * 86_400, gt=0)
+    max_validity_days: int = Field(default=5 * 365, gt=0, le=10 * 365)
+    max_body_bytes: int = 65_536
+    # idp and broker check consent on every release; their calls come from few addresses.
+    rate_limit_per_s: float = 5000.0
+    rate_limit_burst: float = 10000.0

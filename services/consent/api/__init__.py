@@ -2,4 +2,7 @@
 
 from fastapi import APIRouter
 
-routers: list[APIRouter] = []
+from tsunagu.consent.api.internal import router as internal_router
+from tsunagu.consent.api.wallet import router as wallet_router
+
+routers: list[APIRouter] = [internal_router, wallet_router]

@@ -1,0 +1,224 @@
+"""Reads and writes of consent's tables. Decisions and their items are only ever inserted."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tsunagu.consent.store.models import consent_request, decision, decision_item, recipient, seen_jti
+from tsunagu.db import as_utc
+
+GENESIS = "genesis"
+_TIMES = (
+    "valid_from",
+    "valid_until",
+    "created_at",
+    "answer_by",
+    "signed_at",
+    "recorded_at",
+    "effective_from",
+)
+
+
+def _row(mapping: Any) -> dict[str, Any]:
+    row = dict(mapping)
+    for key in _TIMES:
+        if key in row:
+            row[key] = as_utc(row[key])
+    return row
+
+
+# -- recipients ----------------------------------------------------------------------------------
+async def recipient_row(session: AsyncSession, recipient_id: str) -> dict[str, Any] | None:
+    found = (await session.execute(select(recipient).where(recipient.c.id == recipient_id))).first()
+    return _row(found._mapping) if found else None
+
+
+async def save_recipient(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert or rename; True when it was new."""
+    if await recipient_row(session, values["id"]) is None:
+        await session.execute(insert(recipient).values(**values))
+        return True
+    await session.execute(
+        update(recipient)
+        .where(recipient.c.id == values["id"])
+        .values(name_ja=values["name_ja"], name_en=values["name_en"])
+    )
+    return False
+
+
+async def recipients(session: AsyncSession, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    if not ids:
+        return {}
+    rows = await session.execute(select(recipient).where(recipient.c.id.in_(sorted(set(ids)))))
+    return {row.id: _row(row._mapping) for row in rows}
+
+
+# -- requests ------------------------------------------------------------------------------------
+async def add_request(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(insert(consent_request).values(**values))
+
+
+async def request_row(session: AsyncSession, request_id: str) -> dict[str, Any] | None:
+    found = (await session.execute(select(consent_request).where(consent_request.c.id == request_id))).first()
+    return _row(found._mapping) if found else None
+
+
+async def pending_requests(session: AsyncSession, user_number: str, now: datetime) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        select(consent_request)
+        .where(
+            consent_request.c.user_number == user_number,
+            consent_request.c.state == "pending",
+            consent_request.c.answer_by > now,
+        )
+        .order_by(consent_request.c.created_at)
+    )
+    return [_row(row._mapping) for row in rows]
+
+
+async def mark_answered(session: AsyncSession, request_id: str, decision_id: str) -> bool:
+    """pending → answered, only if still pending (a concurrent answer loses)."""
+    result = await session.execute(
+        update(consent_request)
+        .where(consent_request.c.id == request_id, consent_request.c.state == "pending")
+        .values(state="answered", decision_id=decision_id)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# -- decisions -----------------------------------------------------------------------------------
+async def latest_hash(session: AsyncSession, user_number: str, recipient_id: str) -> str | None:
+    """SHA-256 of the citizen's latest decision for this recipient (the chain's head)."""
+    found = await session.execute(
+        select(decision.c.decision_sha256)
+        .where(decision.c.user_number == user_number, decision.c.recipient_id == recipient_id)
+        .order_by(decision.c.sequence.desc())
+        .limit(1)
+    )
+    return found.scalar_one_or_none()
+
+
+async def next_sequence(session: AsyncSession, user_number: str) -> int:
+    found = await session.execute(
+        select(func.max(decision.c.sequence)).where(decision.c.user_number == user_number)
+    )
+    return int(found.scalar_one_or_none() or 0) + 1
+
+
+async def nonce_used(session: AsyncSession, user_number: str, nonce: str) -> bool:
+    found = await session.execute(
+        select(exists().where(decision.c.user_number == user_number, decision.c.nonce == nonce))
+    )
+    return bool(found.scalar())
+
+
+async def decision_row(session: AsyncSession, decision_id: str) -> dict[str, Any] | None:
+    found = (await session.execute(select(decision).where(decision.c.id == decision_id))).first()
+    return _row(found._mapping) if found else None
+
+
+async def superseded_by(session: AsyncSession, decision_id: str) -> str | None:
+    found = await session.execute(select(decision.c.id).where(decision.c.supersedes == decision_id).limit(1))
+    return found.scalar_one_or_none()
+
+
+async def add_decision(session: AsyncSession, values: dict[str, Any], items: list[dict[str, Any]]) -> bool:
+    """Insert the decision and its item rows; False when a unique rule (sequence, nonce, chain
+    head, hash) was taken meanwhile — nothing is written then (savepoint)."""
+    try:
+        async with session.begin_nested():
+            await session.execute(insert(decision).values(**values))
+            if items:
+                await session.execute(insert(decision_item), items)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _not_superseded(at: datetime) -> Any:
+    later = decision.alias("later")
+    return ~exists().where(later.c.supersedes == decision_item.c.decision_id, later.c.recorded_at <= at)
+
+
+async def effective_values(
+    session: AsyncSession,
+    *,
+    user_number: str,
+    recipient_id: str,
+    purpose_code: str,
+    items: Sequence[str],
+    at: datetime,
+) -> list[tuple[str, str]]:
+    """(item, allow|deny) of every decision item in force at ``at`` for these keys."""
+    rows = await session.execute(
+        select(decision_item.c.item, decision_item.c.value).where(
+            decision_item.c.user_number == user_number,
+            decision_item.c.recipient_id == recipient_id,
+            decision_item.c.purpose_code == purpose_code,
+            decision_item.c.item.in_(list(items)),
+            decision_item.c.effective_from <= at,
+            decision_item.c.valid_until > at,
+            _not_superseded(at),
+        )
+    )
+    return [(row.item, row.value) for row in rows]
+
+
+async def in_force(session: AsyncSession, user_number: str, at: datetime) -> list[dict[str, Any]]:
+    """The citizen's ``decide`` decisions counting at ``at`` (not superseded, not expired)."""
+    later = decision.alias("later")
+    rows = await session.execute(
+        select(decision)
+        .where(
+            decision.c.user_number == user_number,
+            decision.c.action == "decide",
+            decision.c.valid_until > at,
+            ~exists().where(later.c.supersedes == decision.c.id, later.c.recorded_at <= at),
+        )
+        .order_by(decision.c.sequence)
+    )
+    return [_row(row._mapping) for row in rows]
+
+
+async def history(session: AsyncSession, user_number: str) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        select(decision).where(decision.c.user_number == user_number).order_by(decision.c.sequence)
+    )
+    return [_row(row._mapping) for row in rows]
+
+
+async def items_of(session: AsyncSession, decision_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    if not decision_ids:
+        return {}
+    rows = await session.execute(
+        select(decision_item.c.decision_id, decision_item.c.item, decision_item.c.value).where(
+            decision_item.c.decision_id.in_(list(decision_ids))
+        )
+    )
+    found: dict[str, dict[str, str]] = {}
+    for row in rows:
+        found.setdefault(row.decision_id, {})[row.item] = row.value
+    return found
+
+
+# -- single-use wallet queries -------------------------------------------------------------------
+async def first_use(session: AsyncSession, issuer: str, jti: str, expires_at: datetime) -> bool:
+    try:
+        async with session.begin_nested():
+            await session.execute(
+                insert(seen_jti).values(issuer=issuer[:40], jti=jti[:128], expires_at=expires_at)
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def forget_expired_jti(session: AsyncSession, now: datetime) -> int:
+    result = await session.execute(delete(seen_jti).where(seen_jti.c.expires_at < now))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
