@@ -68,8 +68,8 @@ async def token(request: Request, idp: IdpServices = Depends(services)) -> Respo
             dpop=dpop,
             resource=resource,
         )
-    elif grant_type == GRANT_CIBA and getattr(idp, "ciba", None) is not None:
-        body = await tokens.ciba(client, auth_req_id=form.get("auth_req_id"), poller=idp.ciba, dpop=dpop)
+    elif grant_type == GRANT_CIBA and (poller := getattr(idp, "ciba", None)) is not None:
+        body = await tokens.ciba(client, auth_req_id=form.get("auth_req_id"), poller=poller, dpop=dpop)
     else:
         raise OAuthError("unsupported_grant_type", "the grant type is not supported")
     return JSONResponse(body, headers=NO_STORE)
