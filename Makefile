@@ -38,6 +38,7 @@ bench: setup system ## benchmarks; figures go to bench/results and BENCHMARKS.md
 	$(BIN)/python -m bench.jlis_crl
 	$(BIN)/python -m bench.ca
 	$(BIN)/python -m bench.idp
+	$(BIN)/python -m bench.consent
 
 clean:
 	rm -rf $(VENV) .tsunagu .pytest_cache .mypy_cache .ruff_cache

@@ -69,6 +69,18 @@ async def test_allergy_allowed_for_hospital_a_refused_for_hospital_b(
         auth=consent.auth("broker"),
     )
     assert single.json() == {"decision": "allow"}
+    # The bulk form: any person, recipient, purpose and item, answered in order.
+    checks = [
+        {"user_number": user, "recipient": HOSPITAL_A, "item": ALLERGY, "purpose": "treatment"},
+        {"user_number": user, "recipient": HOSPITAL_B, "item": ALLERGY, "purpose": "treatment"},
+        {"user_number": user, "recipient": HOSPITAL_A, "item": "resident.name", "purpose": "treatment"},
+        {"user_number": "0000000000000000", "recipient": HOSPITAL_A, "item": ALLERGY, "purpose": "treatment"},
+        {"user_number": user, "recipient": HOSPITAL_A, "item": "no.such.item", "purpose": "treatment"},
+    ]
+    bulk = await consent.client.post(
+        "/internal/v1/effective/batch", json={"checks": checks}, auth=consent.auth("broker")
+    )
+    assert bulk.json() == {"decisions": ["allow", "deny", "deny", "deny", "deny"]}, bulk.text
 
     # The receipt: the platform's receipt key countersigned this decision's hash and sequence.
     stored = {row["id"]: row for row in await consent.rows("decision")}

@@ -16,6 +16,8 @@ from tsunagu.consent.api.deps import (
     services,
 )
 from tsunagu.consent.api.schemas import (
+    BatchAnswer,
+    BatchBody,
     CheckAnswer,
     CheckBody,
     CreateRequestBody,
@@ -102,6 +104,19 @@ async def check(
         body.user_number, body.recipient, body.purpose, [body.item], body.at
     )
     return CheckAnswer(decision=decisions[body.item])
+
+
+@router.post("/effective/batch", response_model=BatchAnswer)
+async def batch(
+    body: BatchBody,
+    _caller: ServicePrincipal = Depends(require_permission(EFFECTIVE_READ)),
+    consent: ConsentServices = Depends(services),
+) -> BatchAnswer:
+    """Many checks (any person, recipient, purpose, item) at one time, answered in order."""
+    decisions = await consent.queries.effective_many(
+        [(c.user_number, c.recipient, c.purpose, c.item) for c in body.checks], body.at
+    )
+    return BatchAnswer(decisions=decisions)
 
 
 @router.get("/decisions/{decision_id}/export")

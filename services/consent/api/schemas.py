@@ -70,6 +70,22 @@ class CheckBody(_Strict):
     at: AwareDatetime | None = None
 
 
+class CheckItem(_Strict):
+    user_number: str = Field(pattern=USER_NUMBER)
+    recipient: str = Field(max_length=64)
+    item: str = Field(max_length=64)
+    purpose: str = Field(max_length=64)
+
+
+class BatchBody(_Strict):
+    checks: list[CheckItem] = Field(min_length=1, max_length=500)
+    at: AwareDatetime | None = None
+
+
+class BatchAnswer(BaseModel):
+    decisions: list[Literal["allow", "deny"]] = Field(description="in the order of the checks")
+
+
 class CheckAnswer(BaseModel):
     decision: Literal["allow", "deny"]
 

@@ -66,6 +66,27 @@ class ConsentQueries:
                 )
         return combine(items, values)
 
+    async def effective_many(self, checks: list[tuple[str, str, str, str]], at: datetime | None) -> list[str]:
+        """Many (user, recipient, purpose, item) checks at one time, answered in order (the
+        broker's bulk view); one database round trip."""
+        if not checks or len(checks) > MAX_BATCH:
+            raise InvalidQuery(f"checks: 1 to {MAX_BATCH}")
+        if at is not None and at.tzinfo is None:
+            raise InvalidQuery("at needs a time zone offset")
+        moment = at or self.context.clock()
+        keys = sorted({check for check in checks if check[3] in CATALOG})
+        found: list[tuple[str, str, str, str, str]] = []
+        if keys:
+            async with self.context.db.sessions() as session:
+                found = await store.effective_values_many(session, keys, moment)
+        values: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+        for user, recipient, purpose, item, value in found:
+            values.setdefault((user, recipient, purpose), []).append((item, value))
+        return [
+            combine([item], values.get((user, recipient, purpose), []))[item]
+            for user, recipient, purpose, item in checks
+        ]
+
     async def _verified(self, token: str, op: str) -> wallet_queries.VerifiedQuery:
         context = self.context
         now = context.clock()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy import delete, exists, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -168,6 +168,28 @@ async def effective_values(
         )
     )
     return [(row.item, row.value) for row in rows]
+
+
+async def effective_values_many(
+    session: AsyncSession, keys: Sequence[tuple[str, str, str, str]], at: datetime
+) -> list[tuple[str, str, str, str, str]]:
+    """(user, recipient, purpose, item, allow|deny) in force at ``at`` for many
+    (user, recipient, purpose, item) keys, in one statement."""
+    columns = (
+        decision_item.c.user_number,
+        decision_item.c.recipient_id,
+        decision_item.c.purpose_code,
+        decision_item.c.item,
+    )
+    rows = await session.execute(
+        select(*columns, decision_item.c.value).where(
+            tuple_(*columns).in_(list(keys)),
+            decision_item.c.effective_from <= at,
+            decision_item.c.valid_until > at,
+            _not_superseded(at),
+        )
+    )
+    return [(row[0], row[1], row[2], row[3], row[4]) for row in rows]
 
 
 async def in_force(session: AsyncSession, user_number: str, at: datetime) -> list[dict[str, Any]]:

@@ -1,0 +1,358 @@
+"""consent benchmarks on the real stack (signer on SoftHSM2 with the receipt key, ca, jlis-sync,
+the J-LIS sandbox, tansu and the consent process; PostgreSQL unless ``--sqlite``), written to
+``bench/results/consent.json``:
+
+- ``consent_decisions_per_s`` (target ≥ 300): signed decisions recorded over HTTP — JWS and chain
+  checked, the CA asked for the certificate's status at the signing time, the receipt countersigned
+  by the signer (batched), statement + evidence + items + event in one transaction. Statements are
+  signed by the load generator beforehand (citizens' phones sign, not the platform); one decision in
+  flight per citizen (each citizen's decisions are a sequence), ``--concurrency`` citizens at once.
+- ``consent_check_p99_ms`` (target < 5): ``POST /internal/v1/effective`` with one item, as the idp
+  calls it, open loop at ``--rate`` (1,000) checks/s; latency from the scheduled send time (no
+  coordinated omission), so a server that falls behind shows it.
+- ``consent_batch100_p99_ms`` (target < 10): ``POST /internal/v1/effective/batch`` with 100 checks
+  (100 distinct person × recipient × item keys that have decisions), open loop at ``--batch-rate``.
+
+    .venv/bin/python -m bench.consent [--quick] [--sqlite] [--output-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import random
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+
+from bench.common import RESULTS_DIR, group_cpu_seconds, metric, write_result
+from bench.report import write_report
+from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
+from tsunagu.devstack.ports import free_port_block, free_port_outside
+from tsunagu.devstack.stack import RunningStack, StackConfig, start_stack
+from tsunagu.wallet import Enrolled, SandboxCard, enroll
+from tsunagu.wallet import consent as wallet
+
+PG_SERVER = os.environ.get("TSUNAGU_BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
+ITEMS = ["health.allergy", "health.medication", "resident.name", "resident.address"]
+PURPOSE = {"code": "treatment", "ja": "診療のため", "en": "For treatment"}
+
+
+@dataclass
+class Scale:
+    citizens: int
+    recipients: int
+    concurrency: int
+    rate: float
+    seconds: float
+    batch_rate: float
+
+    @classmethod
+    def of(cls, quick: bool, args: argparse.Namespace) -> Scale:
+        if quick:
+            return cls(16, 4, 16, min(args.rate, 300.0), 3.0, min(args.batch_rate, 20.0))
+        return cls(args.citizens, args.recipients, args.concurrency, args.rate, args.seconds, args.batch_rate)
+
+
+@dataclass
+class Latencies:
+    values_s: list[float] = field(default_factory=list)
+    errors: int = 0
+    elapsed_s: float = 0.0
+
+    def percentile_ms(self, fraction: float) -> float:
+        ordered = sorted(self.values_s)
+        return (
+            ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000 if ordered else float("nan")
+        )
+
+    def describe(self, what: str) -> str:
+        return (
+            f"{what}: {len(self.values_s):,} answers in {self.elapsed_s:.1f} s ({self.errors} errors),"
+            f" p50 {self.percentile_ms(0.5):.1f} ms, p90 {self.percentile_ms(0.9):.1f} ms,"
+            f" p99 {self.percentile_ms(0.99):.1f} ms, max {self.percentile_ms(1.0):.1f} ms"
+        )
+
+
+def _issuer(stack: RunningStack, caller: str) -> ServiceTokenIssuer:
+    return ServiceTokenIssuer(
+        caller, load_private_key(stack.config.state_dir / "credentials" / f"{caller}.key.pem")
+    )
+
+
+async def _enroll_many(stack: RunningStack, count: int) -> list[Enrolled]:
+    async with (
+        httpx.AsyncClient(base_url=stack.jlis_url, timeout=60) as jlis,
+        httpx.AsyncClient(base_url=stack.urls["ca"], timeout=60) as ca,
+    ):
+
+        async def one(n: int) -> Enrolled:
+            card = await jlis.post(
+                "/cards",
+                json={
+                    "name": f"負荷 {n}",
+                    "address": "群馬県前橋市大手町一丁目1番1号",
+                    "birth_date": str(date(1970, 1, 1)),
+                    "sex": "1",
+                },
+            )
+            card.raise_for_status()
+            return await enroll(ca, SandboxCard(jlis, card.json()["card_id"]))
+
+        enrolled: list[Enrolled] = []
+        for start in range(0, count, 8):
+            enrolled += await asyncio.gather(*(one(n) for n in range(start, min(count, start + 8))))
+        return enrolled
+
+
+async def _prepare(stack: RunningStack, scale: Scale) -> tuple[list[Enrolled], list[list[str]]]:
+    """Recipients, citizens and one request per citizen × recipient; the signed decisions."""
+    url = stack.urls["consent"]
+    operator = ServiceTokenAuth(_issuer(stack, "operator"), "consent")
+    recipients = [f"bench-rp-{n}" for n in range(scale.recipients)]
+    citizens = await _enroll_many(stack, scale.citizens)
+    async with httpx.AsyncClient(base_url=url, auth=operator, timeout=60) as client:
+        for recipient in recipients:
+            (
+                await client.put(
+                    f"/internal/v1/recipients/{recipient}", json={"name_ja": recipient, "name_en": recipient}
+                )
+            ).raise_for_status()
+        until = (datetime.now(UTC) + timedelta(days=365)).isoformat()
+
+        async def ask(person: Enrolled, recipient: str) -> None:
+            body = {
+                "user_number": person.user_number,
+                "recipient": recipient,
+                "items": [{"item": item, "required": False} for item in ITEMS],
+                "purpose": PURPOSE,
+                "validity": {"until": until},
+            }
+            (await client.post("/internal/v1/requests", json=body)).raise_for_status()
+
+        for person in citizens:
+            await asyncio.gather(*(ask(person, recipient) for recipient in recipients))
+    tokens: list[list[str]] = []
+    async with httpx.AsyncClient(base_url=url, timeout=60) as anonymous:
+        for person in citizens:
+            pending = await wallet.fetch_requests(anonymous, person)
+            tokens.append(
+                [
+                    wallet.sign_statement(
+                        person.signing,
+                        wallet.decision_statement(
+                            request,
+                            {item: random.random() < 0.7 for item in ITEMS},
+                            previous=request["previous"],
+                        ),
+                    )
+                    for request in pending
+                ]
+            )
+    return citizens, tokens
+
+
+def _pids(stack: RunningStack) -> dict[str, int]:
+    return {name: process.pid for name, process in stack.processes.items()}
+
+
+async def _decisions(stack: RunningStack, tokens: list[list[str]], scale: Scale, notes: list[str]) -> float:
+    url = f"{stack.urls['consent']}/v1/decisions"
+    latencies = Latencies()
+    queue = list(tokens)
+    before = {name: group_cpu_seconds(pid) for name, pid in _pids(stack).items()}
+    connector = aiohttp.TCPConnector(limit=scale.concurrency * 2)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def citizen() -> None:
+            while queue:
+                for token in queue.pop():
+                    sent = time.perf_counter()
+                    async with session.post(url, json={"decision": token}) as response:
+                        await response.read()
+                        if response.status != 201:
+                            latencies.errors += 1
+                            continue
+                    latencies.values_s.append(time.perf_counter() - sent)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(citizen() for _ in range(scale.concurrency)))
+        latencies.elapsed_s = time.perf_counter() - started
+    used = {name: group_cpu_seconds(pid) - before[name] for name, pid in _pids(stack).items()}
+    per_s = len(latencies.values_s) / latencies.elapsed_s
+    notes.append(
+        f"decisions ({scale.concurrency} citizens in flight): {per_s:,.0f}/s; "
+        + latencies.describe("latency")
+    )
+    cpu = ", ".join(
+        f"{name} {seconds * 1e6 / max(1, len(latencies.values_s)):.0f} µs"
+        for name, seconds in used.items()
+        if seconds > 0.05
+    )
+    notes.append(f"decisions: server CPU per decision: {cpu}")
+    return per_s
+
+
+async def _open_loop(
+    session: aiohttp.ClientSession,
+    url: str,
+    bodies: list[dict[str, Any]],
+    headers: Any,
+    rate: float,
+    seconds: float,
+) -> Latencies:
+    """Send ``rate`` requests/s for ``seconds``; latency counted from each scheduled send time."""
+    latencies = Latencies()
+    total = int(rate * seconds)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(body: dict[str, Any], scheduled: float) -> None:
+        try:
+            async with session.post(url, json=body, headers=headers()) as response:
+                await response.read()
+                ok = response.status == 200
+        except aiohttp.ClientError:
+            ok = False
+        if ok:
+            latencies.values_s.append(time.perf_counter() - scheduled)
+        else:
+            latencies.errors += 1
+
+    started = time.perf_counter()
+    for n in range(total):
+        scheduled = started + n / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(bodies[n % len(bodies)], scheduled)))
+    await asyncio.gather(*tasks)
+    latencies.elapsed_s = time.perf_counter() - started
+    return latencies
+
+
+async def _checks(
+    stack: RunningStack, citizens: list[Enrolled], scale: Scale, notes: list[str]
+) -> tuple[float, float]:
+    issuer = _issuer(stack, "idp")
+
+    def headers() -> dict[str, str]:
+        return {"Authorization": f"Bearer {issuer.token_for('consent')}"}
+
+    recipients = [f"bench-rp-{n}" for n in range(scale.recipients)]
+    singles = [
+        {
+            "user_number": random.choice(citizens).user_number,
+            "recipient": random.choice(recipients),
+            "items": [random.choice(ITEMS)],
+            "purpose": "treatment",
+        }
+        for _ in range(2000)
+    ]
+    keys = [(p.user_number, r, i) for p in citizens for r in recipients for i in ITEMS]
+    batches = [
+        {
+            "checks": [
+                {"user_number": u, "recipient": r, "item": i, "purpose": "treatment"}
+                for u, r, i in random.sample(keys, min(100, len(keys)))
+            ]
+        }
+        for _ in range(200)
+    ]
+    base = stack.urls["consent"]
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        await _open_loop(
+            session, f"{base}/internal/v1/effective", singles, headers, min(scale.rate, 200.0), 1.0
+        )  # warm
+        checks = await _open_loop(
+            session, f"{base}/internal/v1/effective", singles, headers, scale.rate, scale.seconds
+        )
+        notes.append(f"single checks at {scale.rate:,.0f}/s offered: " + checks.describe("latency"))
+        batch = await _open_loop(
+            session, f"{base}/internal/v1/effective/batch", batches, headers, scale.batch_rate, scale.seconds
+        )
+        size = len(batches[0]["checks"])
+        notes.append(f"batches of {size} at {scale.batch_rate:,.0f}/s offered: " + batch.describe("latency"))
+    return checks.percentile_ms(0.99), batch.percentile_ms(0.99)
+
+
+async def measure(stack: RunningStack, scale: Scale, notes: list[str]) -> dict[str, dict[str, Any]]:
+    citizens, tokens = await _prepare(stack, scale)
+    notes.append(f"{len(citizens)} citizens × {scale.recipients} recipients, {len(ITEMS)} items per request")
+    per_s = await _decisions(stack, tokens, scale, notes)
+    check_p99, batch_p99 = await _checks(stack, citizens, scale, notes)
+    return {
+        "consent_decisions_per_s": metric(per_s, "decisions/s", "higher", 300),
+        "consent_check_p99_ms": metric(check_p99, "ms", "lower", 5),
+        "consent_batch100_p99_ms": metric(batch_p99, "ms", "lower", 10),
+    }
+
+
+def run(scale: Scale, state_dir: Path, sqlite: bool) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    prefix = f"tsunagu_bench_{uuid.uuid4().hex[:8]}"
+    base = free_port_block()
+    kafka = free_port_outside(base)
+    config = StackConfig(
+        postgres_url=None if sqlite else f"{PG_SERVER}/{prefix}",
+        state_dir=state_dir,
+        kafka_port=kafka,
+        base_port=base,
+        jlis_port=free_port_outside(base, kafka),
+        log_level="WARNING",
+        crl_interval_s=3600.0,
+    )
+    stack = start_stack(config, lambda _message: None)
+    notes = [f"services on {'SQLite' if sqlite else 'PostgreSQL'}; load generator: aiohttp in this process"]
+    try:
+        metrics = asyncio.run(measure(stack, scale, notes))
+    finally:
+        stack.stop()
+        if not sqlite:
+            asyncio.run(_drop_databases(prefix))
+    return metrics, notes
+
+
+async def _drop_databases(prefix: str) -> None:
+    from tsunagu.devstack.postgres import drop_database
+    from tsunagu.devstack.stack import SERVICES
+
+    for service in SERVICES:
+        await drop_database(f"{prefix}_{service.replace('-', '_')}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small counts and a low rate (smoke run)")
+    parser.add_argument("--sqlite", action="store_true", help="services on SQLite (default PostgreSQL)")
+    parser.add_argument("--citizens", type=int, default=64)
+    parser.add_argument("--recipients", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=1000.0, help="single checks per second")
+    parser.add_argument("--batch-rate", type=float, default=50.0, help="batches of 100 per second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    scale = Scale.of(args.quick, args)
+    with tempfile.TemporaryDirectory(prefix="tsunagu-bench-consent-") as state:
+        metrics, notes = run(scale, Path(state), args.sqlite)
+    if args.quick:
+        notes.append("quick run: small scale and low rates, not the measurement")
+    notes.append("load average at the end " + " ".join(f"{value:.2f}" for value in os.getloadavg()))
+    written = write_result("consent", metrics, notes=notes, output_dir=args.output_dir)
+    default_dir = args.output_dir.resolve() == RESULTS_DIR.resolve()
+    report = write_report(args.output_dir, None if default_dir else args.output_dir / "BENCHMARKS.md")
+    print(f"wrote {written} and {report}")
+
+
+if __name__ == "__main__":
+    main()
