@@ -10,10 +10,13 @@ from tsunagu.clients.ca import CaClient
 from tsunagu.clients.jlis_sync import JlisSyncClient
 from tsunagu.clients.signer import SignerClient
 from tsunagu.errors import ServiceUnavailable
+from tsunagu.idp.domain.authorization import AuthorizationRequests
+from tsunagu.idp.domain.ciba import Ciba
 from tsunagu.idp.domain.claims import ClaimsRelease
 from tsunagu.idp.domain.client_auth import ClientAuthenticator
 from tsunagu.idp.domain.clients import ClientRegistry
 from tsunagu.idp.domain.jwt_signing import TokenSigner
+from tsunagu.idp.domain.logins import LoginTransactions
 from tsunagu.idp.domain.logout import BackchannelLogout, RpLogout
 from tsunagu.idp.domain.sessions import ResidentUpdates, Sessions
 from tsunagu.idp.domain.subjects import PairwiseSubjects
@@ -42,10 +45,14 @@ class IdpServices:
     # Each part of the idp adds its component here (typed) and builds it in app.py's resources.
     clients: ClientRegistry = field(init=False)  # tenants, clients, registration, client keys
     client_auth: ClientAuthenticator = field(init=False)  # client authentication (token, PAR, CIBA …)
-    sessions: Sessions = field(init=False)  # IdP sessions, their cookie, how they end
-    logout: RpLogout = field(init=False)  # RP-initiated logout requests
-    backchannel_logout: BackchannelLogout = field(init=False)  # logout tokens sent to clients
-    resident_updates: ResidentUpdates = field(init=False)  # OIDC updated_at per person
+    # Parts that need the whole services object are set right after it is made (init=False).
+    authorization: AuthorizationRequests = field(init=False)
+    logins: LoginTransactions = field(init=False)
+    ciba: Ciba = field(init=False)
+    sessions: Sessions = field(init=False)
+    logout: RpLogout = field(init=False)
+    backchannel_logout: BackchannelLogout = field(init=False)
+    resident_updates: ResidentUpdates = field(init=False)
     token_signer: TokenSigner = field(init=False)  # JWTs signed by the signer, our JWKS
     tokens: TokenService = field(init=False)  # grants, codes, tokens, introspection, revocation
 
