@@ -100,17 +100,21 @@ async def _login(
     started = await browser.get(
         "/authorize?" + urlencode({"client_id": app.client_id, "request_uri": pushed.json()["request_uri"]})
     )
-    tx = started.headers["location"].removeprefix("/login/")
-    page = await browser.get(f"/login/{tx}")
-    say(f"   the login page shows a QR code (tsunagu://login?tx={tx[:8]}…) — HTTP {page.status_code}")
-    transaction = await fetch_login(idp, tx)
-    say(
-        f"   the wallet shows: {transaction['client']['name_ja']} asks for "
-        f"{', '.join(transaction['claims']) or 'sub only'}; code {transaction['display_code']}"
-    )
-    await decide_login(idp, transaction, credential)
-    done = await browser.get(f"/login/{tx}/complete")
-    answer = _query(done.headers["location"])
+    location = started.headers["location"]
+    if location.startswith(app.redirect_uri):
+        say("   the browser's IdP session logs the citizen in at once (single sign-on, no wallet step)")
+    else:
+        tx = location.removeprefix("/login/")
+        page = await browser.get(f"/login/{tx}")
+        say(f"   the login page shows a QR code (tsunagu://login?tx={tx[:8]}…) — HTTP {page.status_code}")
+        transaction = await fetch_login(idp, tx)
+        say(
+            f"   the wallet shows: {transaction['client']['name_ja']} asks for "
+            f"{', '.join(transaction['claims']) or 'sub only'}; code {transaction['display_code']}"
+        )
+        await decide_login(idp, transaction, credential)
+        location = (await browser.get(f"/login/{tx}/complete")).headers["location"]
+    answer = _query(location)
     assert answer["state"] == state and answer["iss"] == issuer
     tokens = await idp.post(
         "/token",
