@@ -13,6 +13,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -38,7 +39,9 @@ from tsunagu.idp.domain.tokens import TokenService
 from tsunagu.idp.events import Late, consumers
 from tsunagu.idp.settings import IdpSettings
 from tsunagu.idp.store.models import event_tables, metadata
+from tsunagu.idp.store.replay import purge_spent
 from tsunagu.service import ServiceRuntime, ServiceSpec, create_service_app, run_service
+from tsunagu.service.runtime import pause
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 # permission → service callers allowed (deny by default)
@@ -75,6 +78,17 @@ def _pairwise_secret(settings: IdpSettings) -> bytes | None:
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_urlsafe(48))
     return path.read_text().strip().encode()
+
+
+async def _housekeeping(runtime: ServiceRuntime, stopping: asyncio.Event, interval_s: float = 300.0) -> None:
+    """Spent single-use records go (expired jti, pushed requests, codes a day past expiry)."""
+    while not stopping.is_set():
+        try:
+            async with runtime.db.transaction() as session:
+                await purge_spent(session, datetime.now(UTC), timedelta(days=1))
+        except Exception:
+            log.warning("idp housekeeping failed; retrying later", exc_info=True)
+        await pause(stopping, interval_s)
 
 
 def _resources(late: Late):  # type: ignore[no-untyped-def]
@@ -132,15 +146,16 @@ def _resources(late: Late):  # type: ignore[no-untyped-def]
             services.tokens.updated_at = services.resident_updates.updated_at
             late.services = services
             stopping = asyncio.Event()
-            delivery = asyncio.create_task(
-                services.backchannel_logout.run(stopping), name="idp-backchannel-logout"
-            )
+            loops = [
+                asyncio.create_task(services.backchannel_logout.run(stopping), name="idp-backchannel-logout"),
+                asyncio.create_task(_housekeeping(runtime, stopping), name="idp-housekeeping"),
+            ]
             try:
                 yield services
             finally:
                 stopping.set()
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(delivery, 10)
+                    await asyncio.wait_for(asyncio.gather(*loops, return_exceptions=True), 10)
                 late.services = None
 
     return idp_resources

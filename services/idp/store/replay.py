@@ -2,30 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tsunagu.idp.store.models import seen_jti
+from tsunagu.idp.store.models import authorization_code, pushed_request, seen_jti
 
 
 async def first_use(session: AsyncSession, scope: str, issuer: str, jti: str, expires_at: datetime) -> bool:
-    """Record ``jti`` for (scope, issuer); False when it was seen before. Runs in a savepoint so a
-    replay does not spoil the caller's transaction; commit with the caller's work."""
-    try:
-        async with session.begin_nested():
-            await session.execute(
-                insert(seen_jti).values(
-                    scope=scope, issuer=issuer[:128], jti=jti[:128], expires_at=expires_at
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    """Record ``jti`` for (scope, issuer); False when it was seen before. One statement
+    (``INSERT … ON CONFLICT DO NOTHING``): no savepoint, no failed transaction on a replay, so it
+    can share the caller's transaction; it counts once the caller commits. Concurrent first uses
+    serialise on the primary key: exactly one inserts."""
+    dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = (
+        insert(seen_jti)
+        .values(scope=scope, issuer=issuer[:128], jti=jti[:128], expires_at=expires_at)
+        .on_conflict_do_nothing(index_elements=["scope", "issuer", "jti"])
+    )
+    result = await session.execute(statement)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def forget_expired(session: AsyncSession, now: datetime) -> int:
     result = await session.execute(delete(seen_jti).where(seen_jti.c.expires_at < now))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def purge_spent(session: AsyncSession, now: datetime, keep: timedelta) -> int:
+    """Housekeeping: single-use records that can no longer matter — expired jti, pushed requests
+    and authorization codes (kept ``keep`` past their expiry, for support). Login transactions
+    stay: with the wallet's signed approval they are the evidence of a login."""
+    removed = await forget_expired(session, now)
+    for table in (pushed_request, authorization_code):
+        result = await session.execute(delete(table).where(table.c.expires_at < now - keep))
+        removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return removed
