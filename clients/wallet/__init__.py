@@ -10,7 +10,13 @@ here) arrives with the wallet issue. The card is reached through :class:`~tsunag
 from tsunagu.wallet.card import Card, SandboxCard
 from tsunagu.wallet.enroll import Enrolled, WalletError, enroll, request_app_certificate, revoke
 from tsunagu.wallet.keys import DeviceKey, SoftwareKey
-from tsunagu.wallet.login import decide_login, fetch_login, signed_decision
+from tsunagu.wallet.login import (
+    approve_login_with_consent,
+    decide_login,
+    fetch_login,
+    send_login_decision,
+    signed_decision,
+)
 
 __all__ = [
     "Card",
@@ -19,10 +25,12 @@ __all__ = [
     "SandboxCard",
     "SoftwareKey",
     "WalletError",
+    "approve_login_with_consent",
     "decide_login",
     "enroll",
     "fetch_login",
     "request_app_certificate",
     "revoke",
+    "send_login_decision",
     "signed_decision",
 ]

@@ -4,6 +4,12 @@ authentication key (or the per-app key of that relying party's app).
 
     tx = await fetch_login(idp, "tsunagu://login?tx=…&issuer=…")   # or the tx id
     await decide_login(idp, tx, enrolled.authentication, approve=True)
+
+A login that asks for data access (RFC 9396 ``authorization_details``) is approved the same way;
+the idp then answers the consent request the citizen decides item by item and signs with the
+*signing* key at the consent service — :func:`approve_login_with_consent` does both:
+
+    result = await approve_login_with_consent(idp, consent, tx, enrolled, {"health.allergy": True})
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tsunagu.wallet.enroll import Credential, WalletError
+from tsunagu.wallet.consent import decide, fetch_requests
+from tsunagu.wallet.enroll import Credential, Enrolled, WalletError
 
 TYP = "tsunagu-login+jwt"
 
@@ -70,6 +77,13 @@ async def decide_login(
     idp: httpx.AsyncClient, transaction: dict[str, Any], credential: Credential, *, approve: bool = True
 ) -> str:
     """Sign and send the decision on a fetched transaction; returns its new state."""
+    return str((await send_login_decision(idp, transaction, credential, approve=approve))["state"])
+
+
+async def send_login_decision(
+    idp: httpx.AsyncClient, transaction: dict[str, Any], credential: Credential, *, approve: bool = True
+) -> dict[str, Any]:
+    """Sign and send the decision; the idp's answer ``{"tx", "state", "consent_request_id"?}``."""
     approval = signed_decision(
         credential,
         audience=transaction["audience"],
@@ -81,4 +95,29 @@ async def decide_login(
         await idp.post(f"/v1/login-transactions/{transaction['tx']}/decision", json={"approval": approval}),
         "decide-login",
     )
-    return str(result["state"])
+    return dict(result)
+
+
+async def approve_login_with_consent(
+    idp: httpx.AsyncClient,
+    consent: httpx.AsyncClient,
+    transaction: dict[str, Any],
+    enrolled: Enrolled,
+    choices: dict[str, bool],
+    *,
+    credential: Credential | None = None,
+) -> dict[str, Any]:
+    """Approve a fetched login (authentication key, or ``credential``) and, when it asks for data
+    access, sign the consent decision item by item (``choices``: item → allow; absent = refuse)
+    with the signing key. Answers ``{"state", "consent_request_id", "receipt"}`` (receipt: the
+    consent service's answer to the signed decision, None without data access)."""
+    answer = await send_login_decision(idp, transaction, credential or enrolled.authentication)
+    request_id = answer.get("consent_request_id")
+    receipt: dict[str, Any] | None = None
+    if request_id:
+        pending = await fetch_requests(consent, enrolled)
+        request = next((r for r in pending if r["request_id"] == request_id), None)
+        if request is None:
+            raise WalletError("consent-request", 404, {"title": "the login's consent request is not pending"})
+        receipt = await decide(consent, enrolled, request, choices)
+    return {"state": answer["state"], "consent_request_id": request_id, "receipt": receipt}

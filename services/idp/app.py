@@ -29,6 +29,7 @@ from tsunagu.idp.domain.ciba import Ciba
 from tsunagu.idp.domain.claims import ClaimsRelease, ConsentGate, ConsentServiceGate, DenyAllConsent
 from tsunagu.idp.domain.client_auth import ClientAuthenticator
 from tsunagu.idp.domain.clients import ClientRegistry
+from tsunagu.idp.domain.data_access import ConsentApi, DataAccess
 from tsunagu.idp.domain.errors import OAuthError
 from tsunagu.idp.domain.jwt_signing import TokenSigner
 from tsunagu.idp.domain.logins import LoginTransactions
@@ -61,6 +62,7 @@ SENSITIVE_PATHS = (
     "/login/",
     "/v1/login-transactions/",
     "/v1/wallet/",
+    "/grants/",
 )
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,15 @@ async def _housekeeping(runtime: ServiceRuntime, stopping: asyncio.Event, interv
         except Exception:
             log.warning("idp housekeeping failed; retrying later", exc_info=True)
         await pause(stopping, interval_s)
+
+
+def _data_access(settings: IdpSettings, runtime: ServiceRuntime, stack: AsyncExitStack) -> DataAccess:
+    """RFC 9396 data access through the consent service (refused without ``CONSENT_URL``)."""
+    if not settings.consent_url or runtime.issuer is None:
+        return DataAccess(None)
+    api = ConsentApi("consent", settings.consent_url, runtime.issuer)
+    stack.push_async_callback(api.aclose)
+    return DataAccess(api)
 
 
 def _resources(late: Late):  # type: ignore[no-untyped-def]
@@ -121,6 +132,7 @@ def _resources(late: Late):  # type: ignore[no-untyped-def]
                 ca=ca,
                 jlis=jlis,
                 signer=signer,
+                data_access=_data_access(settings, runtime, stack),
             )
             batching = BatchingSigner(signer)
             stack.push_async_callback(batching.aclose)

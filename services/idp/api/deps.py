@@ -15,6 +15,7 @@ from tsunagu.idp.domain.ciba import Ciba
 from tsunagu.idp.domain.claims import ClaimsRelease
 from tsunagu.idp.domain.client_auth import ClientAuthenticator
 from tsunagu.idp.domain.clients import ClientRegistry
+from tsunagu.idp.domain.data_access import DataAccess
 from tsunagu.idp.domain.jwt_signing import TokenSigner
 from tsunagu.idp.domain.logins import LoginTransactions
 from tsunagu.idp.domain.logout import BackchannelLogout, RpLogout
@@ -55,6 +56,8 @@ class IdpServices:
     resident_updates: ResidentUpdates = field(init=False)
     token_signer: TokenSigner = field(init=False)  # JWTs signed by the signer, our JWKS
     tokens: TokenService = field(init=False)  # grants, codes, tokens, introspection, revocation
+    # RFC 9396 data access decided by the citizen's consent (disabled without CONSENT_URL).
+    data_access: DataAccess = field(default_factory=lambda: DataAccess(None))
 
 
 def services(request: Request) -> IdpServices:

@@ -87,6 +87,9 @@ def provider_metadata(issuer: str) -> dict[str, Any]:
         "evidence_supported": ["electronic_signature"],
         "claims_in_verified_claims_supported": person_claims,
         "authorization_details_types_supported": ["tsunagu_data_access"],
+        "grant_management_endpoint": f"{issuer}/grants",
+        "grant_management_actions_supported": ["query", "revoke"],
+        "grant_management_action_required": False,
     }
     for endpoint in ("token_endpoint", "introspection_endpoint", "revocation_endpoint"):
         for suffix, value in endpoint_auth.items():

@@ -42,6 +42,18 @@ def asked_claims(request: AuthorizationRequest) -> list[str]:
     return [n for n in dict.fromkeys(names) if n in CLAIM_ITEMS or n in ("verified_claims", "user_number")]
 
 
+def _shown(entry: dict[str, Any], locale: str, names: dict[str, str]) -> dict[str, str]:
+    """A data-access entry as the page lists it: item names and the purpose in the page's language."""
+    purpose = entry.get("purpose")
+    text = purpose.get(locale, purpose.get("ja", "")) if isinstance(purpose, dict) else str(purpose)
+    return {
+        "names": "、".join(names.get(i, i) for i in entry.get("items", []))
+        if locale == "ja"
+        else ", ".join(names.get(i, i) for i in entry.get("items", [])),
+        "purpose": str(text),
+    }
+
+
 def browser_error(request: Request, error: LoginTransactionNotFound | LoginTransactionClosed) -> HTMLResponse:
     """The page and completion routes are where the citizen's browser goes (a Back button after the
     login, a link opened in another browser): a refusal there is a page, not problem+json."""
@@ -58,6 +70,7 @@ async def login_page(tx: str, request: Request, idp: IdpServices = Depends(servi
     locale = choose_locale(request, parsed.ui_locales)
     client = await idp.clients.get(row["client_id"])
     link = wallet_link(idp.settings.issuer, tx)
+    catalog_names = idp.data_access.item_names(locale) if parsed.authorization_details else {}
     qr = segno.make(link, error="m").svg_inline(scale=4, omitsize=True, title="QR")
     return render(
         request,
@@ -66,25 +79,23 @@ async def login_page(tx: str, request: Request, idp: IdpServices = Depends(servi
         tx=tx,
         client_name=client.display_name(locale) if client else row["client_id"],
         claims=asked_claims(parsed),
-        details=parsed.authorization_details or [],
+        details=[_shown(entry, locale, catalog_names) for entry in parsed.authorization_details or []],
         display_code=row["display_code"],
         qr_svg=qr,
         wallet_link=link,
-        state=row["state"],
+        state=await idp.logins.browser_state(row),
         expires_at=as_utc(row["expires_at"]).isoformat(),
     )
 
 
-def _status(row: dict[str, Any]) -> dict[str, str]:
-    return {"state": row["state"]}
+WAITING = ("pending", "consent-pending")
 
 
 @router.get("/login/{tx}/status", include_in_schema=False)
 async def login_status(tx: str, request: Request, idp: IdpServices = Depends(services)) -> Response:
     row = await idp.logins.for_browser(tx, request.cookies.get(TX_COOKIE))
-    return Response(
-        json.dumps(_status(row)), media_type="application/json", headers={"Cache-Control": "no-store"}
-    )
+    status = {"state": await idp.logins.browser_state(row)}
+    return Response(json.dumps(status), media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/login/{tx}/events", include_in_schema=False)
@@ -94,16 +105,17 @@ async def login_events(tx: str, request: Request, idp: IdpServices = Depends(ser
     row = await idp.logins.for_browser(tx, binding)
 
     async def stream() -> AsyncIterator[bytes]:
-        current = row
+        state = await idp.logins.browser_state(row)
         started = asyncio.get_running_loop().time()
-        yield f"retry: 2000\nevent: state\ndata: {json.dumps(_status(current))}\n\n".encode()
-        while current["state"] == "pending" and asyncio.get_running_loop().time() - started < SSE_LIMIT_S:
+        yield f"retry: 2000\nevent: state\ndata: {json.dumps({'state': state})}\n\n".encode()
+        while state in WAITING and asyncio.get_running_loop().time() - started < SSE_LIMIT_S:
             if await request.is_disconnected():
                 return
             await idp.logins.wait(tx, 1.0)
-            current = await idp.logins.for_browser(tx, binding)
-            if current["state"] != "pending":
-                yield f"event: state\ndata: {json.dumps(_status(current))}\n\n".encode()
+            now = await idp.logins.browser_state(await idp.logins.for_browser(tx, binding))
+            if now != state:
+                state = now
+                yield f"event: state\ndata: {json.dumps({'state': state})}\n\n".encode()
             else:
                 yield b": keep-alive\n\n"
 
@@ -161,6 +173,10 @@ class Decision(BaseModel):
 class DecisionResult(BaseModel):
     tx: str
     state: str
+    consent_request_id: str | None = Field(
+        default=None,
+        description="data access: the consent request the citizen now decides and signs (consent service)",
+    )
 
 
 def wallet_view(idp: IdpServices, row: dict[str, Any], client: Any) -> WalletTransaction:
@@ -192,7 +208,12 @@ async def wallet_transaction(tx: str, idp: IdpServices = Depends(services)) -> W
     return wallet_view(idp, row, client)
 
 
-@router.post("/v1/login-transactions/{tx}/decision", response_model=DecisionResult, tags=["wallet"])
+@router.post(
+    "/v1/login-transactions/{tx}/decision",
+    response_model=DecisionResult,
+    response_model_exclude_none=True,
+    tags=["wallet"],
+)
 async def wallet_decision(tx: str, body: Decision, idp: IdpServices = Depends(services)) -> DecisionResult:
-    state = await idp.logins.decide(tx, body.approval)
-    return DecisionResult(tx=tx, state=state)
+    decided = await idp.logins.decide(tx, body.approval)
+    return DecisionResult(tx=tx, state=decided.state, consent_request_id=decided.consent_request_id)

@@ -24,7 +24,7 @@ router = APIRouter(tags=["oauth"])
 _CHALLENGE = f'Bearer realm="tsunagu", DPoP algs="{" ".join(DPOP_ALGORITHMS)}"'
 
 
-def _one_header(request: Request, name: str, error: OAuthError) -> str | None:
+def one_header(request: Request, name: str, error: OAuthError) -> str | None:
     values = request.headers.getlist(name)
     if len(values) > 1:
         raise error
@@ -32,7 +32,7 @@ def _one_header(request: Request, name: str, error: OAuthError) -> str | None:
 
 
 def _dpop(request: Request) -> DpopInput:
-    proof = _one_header(request, "dpop", OAuthError("invalid_dpop_proof", "send one DPoP header"))
+    proof = one_header(request, "dpop", OAuthError("invalid_dpop_proof", "send one DPoP header"))
     return DpopInput(proof, request.method)
 
 
@@ -75,9 +75,9 @@ async def token(request: Request, idp: IdpServices = Depends(services)) -> Respo
     return JSONResponse(body, headers=NO_STORE)
 
 
-def _access_token(request: Request, form: dict[str, str] | None) -> tuple[str, str]:
+def access_token_of(request: Request, form: dict[str, str] | None) -> tuple[str, str]:
     """(scheme, token) from ``Authorization`` (Bearer or DPoP) or a form ``access_token``."""
-    authorization = _one_header(
+    authorization = one_header(
         request, "authorization", bearer_error("invalid_request", "send one Authorization header", status=400)
     )
     from_form = form.get("access_token") if form else None
@@ -105,8 +105,8 @@ async def userinfo(request: Request, idp: IdpServices = Depends(services)) -> Re
         "application/x-www-form-urlencoded"
     ):
         form = await form_values(request)
-    scheme, access_token = _access_token(request, form)
-    proof = _one_header(
+    scheme, access_token = access_token_of(request, form)
+    proof = one_header(
         request, "dpop", bearer_error("invalid_dpop_proof", "send one DPoP header", scheme="DPoP")
     )
     view = await idp.tokens.userinfo_token(

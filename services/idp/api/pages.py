@@ -78,7 +78,7 @@ TEXT: dict[str, dict[str, str]] = {
         "login_title": "スマートフォンでログイン",
         "login_asks": "がログインを求めています。",
         "login_claims": "このサービスが受け取りを希望する情報（あなたの同意がある項目だけが渡されます）:",
-        "login_data_access": "データ連携の同意の求め:",
+        "login_data_access": "データ連携の同意の求め(項目ごとにウォレットで決めます):",
         "login_scan": "ウォレットアプリで QR コードを読み取ってください",
         "login_qr_label": "ログイン用 QR コード",
         "login_open_app": "この端末のウォレットアプリで開く",
@@ -86,6 +86,7 @@ TEXT: dict[str, dict[str, str]] = {
         "login_waiting": "ウォレットでの承認を待っています…",
         "login_continue": "承認したら、ここから続けてください",
         "login_approved": "承認されました。サービスに戻ります…",
+        "login_consent_pending": "ウォレットで同意内容を確認してください",
         "login_denied": "ログインは拒否されました。",
         "login_expired": "時間切れです。もう一度お試しください。",
         "claim_name": "氏名",
@@ -117,7 +118,7 @@ TEXT: dict[str, dict[str, str]] = {
         "login_claims": (
             "Information this service would like to receive (only items you consented to are sent):"
         ),
-        "login_data_access": "Data access requested:",
+        "login_data_access": "Data access requested (you decide item by item in the wallet):",
         "login_scan": "Scan the QR code with your wallet app",
         "login_qr_label": "Login QR code",
         "login_open_app": "Open in the wallet app on this device",
@@ -125,6 +126,7 @@ TEXT: dict[str, dict[str, str]] = {
         "login_waiting": "Waiting for your approval in the wallet…",
         "login_continue": "Once approved, continue here",
         "login_approved": "Approved. Returning to the service…",
+        "login_consent_pending": "Please review and sign the data-access consent in your wallet",
         "login_denied": "The login was declined.",
         "login_expired": "The login timed out. Please try again.",
         "claim_name": "Name",

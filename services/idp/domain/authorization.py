@@ -19,13 +19,14 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from tsunagu.idp.domain.data_access import CatalogUnavailable, DetailsInvalid
 from tsunagu.idp.domain.errors import AuthorizationError, OAuthError, invalid_request
 from tsunagu.idp.store import logins as store
 
@@ -116,6 +117,7 @@ class AuthorizationRequests:
             # The redirect URI cannot be trusted without the pushed request: error page.
             raise AuthorizationError("invalid_request", "this client must use pushed authorization requests")
         parameters = await self._parameters(client, query, now)
+        await self._prepare(parameters)
         return self._validate(client, parameters)
 
     async def push(self, client: Any, form: Mapping[str, str], now: datetime) -> tuple[str, int]:
@@ -125,6 +127,7 @@ class AuthorizationRequests:
         if form.get("client_id", client.client_id) != client.client_id:
             raise invalid_request("client_id does not match the authenticated client")
         parameters = await self._parameters(client, {**form, "client_id": client.client_id}, now)
+        await self._prepare(parameters)
         try:
             request = self._validate(client, parameters)
         except AuthorizationError as error:
@@ -195,6 +198,11 @@ class AuthorizationRequests:
 
     # -- validation --------------------------------------------------------------------------
 
+    async def _prepare(self, parameters: Mapping[str, str]) -> None:
+        """What validation needs from elsewhere: consent's data catalog (cached)."""
+        if "authorization_details" in parameters:
+            await self.services.data_access.load_catalog()
+
     def _validate(self, client: Any, p: Mapping[str, str]) -> AuthorizationRequest:
         if any(len(v) > _MAX_PARAMETER for k, v in p.items() if k not in ("claims", "authorization_details")):
             raise AuthorizationError("invalid_request", "a parameter is too long")
@@ -250,26 +258,16 @@ class AuthorizationRequests:
         )
 
     def _authorization_details(self, details: list[Any], fail: Any) -> list[dict[str, Any]]:
-        """RFC 9396, type ``tsunagu_data_access``: items (catalog ids), purpose, period. Granting
-        them needs the consent service (the wallet's approval becomes the signed decision):
-        without it they are refused rather than silently dropped."""
-        checked: list[dict[str, Any]] = []
-        for entry in details:
-            if not isinstance(entry, dict) or entry.get("type") != "tsunagu_data_access":
-                raise fail("invalid_authorization_details", "unsupported authorization_details type")
-            items = entry.get("items")
-            if (
-                not isinstance(items, list)
-                or not items
-                or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in items)
-            ):
-                raise fail("invalid_authorization_details", "items must be a list of data item ids")
-            if not isinstance(entry.get("purpose"), str):
-                raise fail("invalid_authorization_details", "purpose is required")
-            checked.append(entry)
-        if checked and not self.settings.consent_url:
-            raise fail("invalid_authorization_details", "data access cannot be granted: no consent service")
-        return checked
+        """RFC 9396, one entry of type ``tsunagu_data_access`` (``domain/data_access.py``): items of
+        consent's catalog, purpose, validity or period. Granting them needs the consent service
+        (the wallet's approval leads to the signed decision): without it they are refused rather
+        than silently dropped."""
+        try:
+            return self.services.data_access.validate(details, datetime.now(UTC))  # type: ignore[no-any-return]
+        except DetailsInvalid as error:
+            raise fail("invalid_authorization_details", str(error)) from None
+        except CatalogUnavailable:
+            raise fail("temporarily_unavailable", "the data catalog cannot be read now") from None
 
 
 def _scopes(client: Any, value: str | None, fail: Any) -> list[str]:

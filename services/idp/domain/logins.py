@@ -1,8 +1,11 @@
 """Login transactions: the browser waits, the wallet decides, the browser completes.
 
 States: ``pending`` → ``approved`` | ``denied`` (the wallet) | ``expired`` (time) → ``completed``
-(the browser took its code or its error). Every move is a conditional update from the expected
-state, so two deciders (or two completing tabs) cannot both win.
+(the browser took its code or its error). A browser login with RFC 9396 data access goes
+``pending`` → ``consenting`` (approved, consent request created) → ``completed`` once the citizen's
+signed consent decision answered it — or ``expired`` if none did in time. Every move is a
+conditional update from the expected state, so two deciders (or two completing tabs) cannot both
+win.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -47,6 +50,15 @@ def _hash(value: str) -> str:
 def redirect_with(redirect_uri: str, parameters: dict[str, str]) -> str:
     separator = "&" if "?" in redirect_uri else "?"
     return f"{redirect_uri}{separator}{urlencode(parameters)}"
+
+
+@dataclass(frozen=True)
+class Decided:
+    """The wallet's decision as recorded: ``approved`` / ``denied``, and the consent request the
+    citizen now signs when the login asked for data access (the transaction is ``consenting``)."""
+
+    state: str
+    consent_request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,9 +110,18 @@ class LoginTransactions:
             row = await store.transaction(session, tx[:64])
         if row is None or row["kind"] != "browser" or not self._bound(row, binding):
             raise LoginTransactionNotFound("no such login transaction in this browser")
-        if row["state"] == "pending" and as_utc(row["expires_at"]) <= self.clock():
+        row["stored_state"] = row["state"]
+        if row["state"] in ("pending", "consenting") and as_utc(row["expires_at"]) <= self.clock():
             row["state"] = "expired"
         return row
+
+    async def browser_state(self, row: dict[str, Any]) -> str:
+        """What the page shows: the stored state, except a login waiting for the citizen's consent
+        decision, which is ``consent-pending`` until consent says the request is answered."""
+        if row["state"] != "consenting":
+            return str(row["state"])
+        answered = await self.services.data_access.answered(row["consent_request_id"])
+        return "approved" if answered else "consent-pending"
 
     @staticmethod
     def _bound(row: dict[str, Any], binding: str | None) -> bool:
@@ -143,11 +164,7 @@ class LoginTransactions:
         if row["state"] in ("denied", "expired"):
             async with self.db.transaction() as session:
                 moved = await store.move(
-                    session,
-                    tx,
-                    row["state"] if row["state"] == "denied" else "pending",
-                    state="completed",
-                    error=row["state"],
+                    session, tx, row["stored_state"], state="completed", error=row["state"]
                 )
                 if row["state"] == "expired" and moved:
                     await self._failed(session, row, "expired", None, now)
@@ -160,11 +177,25 @@ class LoginTransactions:
             if request.state is not None:
                 parameters["state"] = request.state
             return Completed(redirect_with(request.redirect_uri, parameters))
+        consent_id: str | None = None
+        if row["state"] == "consenting":
+            # Data access: the citizen's signed consent decision must have answered the request.
+            outcome = await self.services.data_access.outcome(
+                row["consent_request_id"],
+                details=request.authorization_details or [],
+                user_number=row["user_number"],
+                client_id=row["client_id"],
+                now=now,
+            )
+            if outcome.state != "answered":
+                return Completed(f"/login/{tx}")
+            consent_id = outcome.consent_id
+            request = replace(request, authorization_details=outcome.details)
         client = await self.services.clients.get(row["client_id"])
         if client is None or client.state != "active":
             raise LoginTransactionClosed("the client is no longer registered")
         async with self.db.transaction() as session:
-            if not await store.move(session, tx, "approved", state="completed"):
+            if not await store.move(session, tx, row["stored_state"], state="completed"):
                 raise LoginTransactionClosed("this login was already completed")
             auth_time = as_utc(row["decided_at"])
             sid, cookie = await self.services.sessions.create(
@@ -176,7 +207,14 @@ class LoginTransactions:
                 amr=row["amr"],
             )
             location = await self._issue(
-                session, client, request, sid=sid, row=row, auth_time=auth_time, now=now
+                session,
+                client,
+                request,
+                sid=sid,
+                row=row,
+                auth_time=auth_time,
+                now=now,
+                consent_id=consent_id,
             )
             outbox = self.services.runtime.outbox
             await outbox.add(
@@ -192,6 +230,7 @@ class LoginTransactions:
                     acr=row["acr"],
                     amr=list(row["amr"]),
                     session_id=sid,
+                    consent_id=consent_id,
                     at=now,
                 ),
             )
@@ -221,6 +260,7 @@ class LoginTransactions:
         row: dict[str, Any],
         auth_time: datetime,
         now: datetime,
+        consent_id: str | None = None,
     ) -> str:
         await self.services.sessions.add_client(session, sid, client.client_id)
         code = await self.services.tokens.issue_code(
@@ -239,6 +279,7 @@ class LoginTransactions:
             code_challenge=request.code_challenge,
             nonce=request.nonce,
             dpop_jkt=request.dpop_jkt,
+            consent_id=consent_id,
         )
         parameters = {"code": code, "iss": self.settings.issuer}
         if request.state is not None:
@@ -260,8 +301,10 @@ class LoginTransactions:
             raise LoginTransactionNotFound("no such login transaction")
         return row, client
 
-    async def decide(self, tx: str, approval: str) -> str:
-        """Record the wallet's signed decision; returns the new state (approved | denied)."""
+    async def decide(self, tx: str, approval: str) -> Decided:
+        """Record the wallet's signed decision (approved | denied). An approved browser login that
+        asks for data access first creates the citizen's consent request and then waits in
+        ``consenting`` for the signed consent decision."""
         row, client = await self.for_wallet(tx)
         now = self.clock()
         try:
@@ -287,6 +330,17 @@ class LoginTransactions:
             raise InvalidApproval("this request is for another person")
         state = "approved" if verified.decision == "approve" else "denied"
         amr = AMR_APP if verified.certificate_kind == "app" else AMR_AUTHENTICATION
+        details = AuthorizationRequest.from_json(row["parameters"]).authorization_details
+        consent_request_id: str | None = None
+        if state == "approved" and row["kind"] == "browser" and details:
+            # Before anything is recorded: if consent cannot take the request, the wallet may retry.
+            consent_request_id = await self.services.data_access.ask(
+                client=client,
+                user_number=verified.user_number,
+                details=details,
+                now=now,
+                answer_by=as_utc(row["expires_at"]),
+            )
         async with self.db.transaction() as session:
             expires = now + timedelta(seconds=self.settings.assertion_max_age_s + 60)
             if not await first_use(session, "wallet", verified.certificate_serial, verified.jti, expires):
@@ -295,7 +349,8 @@ class LoginTransactions:
                 session,
                 tx,
                 "pending",
-                state=state,
+                state="consenting" if consent_request_id else state,
+                consent_request_id=consent_request_id,
                 user_number=verified.user_number,
                 certificate_serial=verified.certificate_serial,
                 certificate_kind=verified.certificate_kind,
@@ -314,7 +369,7 @@ class LoginTransactions:
             call_after_commit(session, lambda: self._wake(tx))
             if row["kind"] == "ciba":
                 call_after_commit(session, lambda: self.services.ciba.decided(row))
-        return state
+        return Decided(state, consent_request_id)
 
     async def _succeeded(
         self,

@@ -236,6 +236,7 @@ class TokenService:
         code_challenge: str,
         nonce: str | None,
         dpop_jkt: str | None,
+        consent_id: str | None = None,
     ) -> str:
         """A grant and its authorization code, written in the caller's transaction; the code."""
         now = self.clock()
@@ -253,6 +254,7 @@ class TokenService:
             amr=list(amr),
             dpop_jkt=None,
             created_at=now,
+            consent_id=consent_id,
         )
         code = new_secret()
         repository = TokenRepository(session)
@@ -636,6 +638,8 @@ class TokenService:
             response["id_token"] = signed[1]
         if grant.authorization_details:
             response["authorization_details"] = grant.authorization_details
+        if grant.consent_id:
+            response["grant_id"] = grant.consent_id  # OpenID Grant Management
         return _Minted(
             response=response,
             jti=jti,
@@ -737,10 +741,18 @@ class TokenService:
             return None
         return claims
 
-    async def userinfo_token(
-        self, token: str, *, scheme: str, dpop_proof: str | None, method: str, url: str
+    async def _presented(
+        self,
+        token: str,
+        *,
+        scheme: str,
+        dpop_proof: str | None,
+        method: str,
+        url: str,
+        audiences: tuple[str, ...],
     ) -> AccessTokenView:
-        """RFC 6750 / RFC 9449 §7 checks of an access token presented to userinfo."""
+        """RFC 6750 / RFC 9449 §7 checks of an access token presented to one of our resources:
+        signature, issuer, expiry, audience, DPoP binding, not revoked."""
         algs = " ".join(("ES256", "RS256", "PS256", "EdDSA"))
         challenge_scheme = "DPoP" if scheme == "DPoP" else "Bearer"
 
@@ -752,8 +764,8 @@ class TokenService:
         claims = await self._verified_access_token(token)
         if claims is None:
             raise invalid("the access token is not valid")
-        if claims.get("aud") not in (claims["client_id"], self.issuer, self.issuer + "/userinfo"):
-            raise invalid("the access token is not for userinfo")
+        if claims.get("aud") not in (claims["client_id"], self.issuer, *audiences):
+            raise invalid("the access token is not for this resource")
         confirmation = claims.get("cnf")
         jkt = confirmation.get("jkt") if isinstance(confirmation, dict) else None
         async with self.db.transaction() as session:
@@ -782,13 +794,79 @@ class TokenService:
         grant, token_revoked, legal_basis = view
         if token_revoked or grant.revoked_at is not None:
             raise invalid("the access token was revoked")
-        if grant.user_number is None:
-            raise invalid("the access token was not issued for a person")
-        if "openid" not in _split_scope(str(claims.get("scope") or "")):
+        return AccessTokenView(claims=claims, grant=grant, user_number_legal_basis=legal_basis)
+
+    async def userinfo_token(
+        self, token: str, *, scheme: str, dpop_proof: str | None, method: str, url: str
+    ) -> AccessTokenView:
+        """RFC 6750 / RFC 9449 §7 checks of an access token presented to userinfo."""
+        view = await self._presented(
+            token,
+            scheme=scheme,
+            dpop_proof=dpop_proof,
+            method=method,
+            url=url,
+            audiences=(self.issuer + "/userinfo",),
+        )
+        challenge_scheme = "DPoP" if scheme == "DPoP" else "Bearer"
+        if view.grant.user_number is None:
+            raise bearer_error(
+                "invalid_token",
+                "the access token was not issued for a person",
+                scheme=challenge_scheme,
+                algs=" ".join(("ES256", "RS256", "PS256", "EdDSA")) if scheme == "DPoP" else None,
+            )
+        if "openid" not in _split_scope(str(view.claims.get("scope") or "")):
             raise bearer_error(
                 "insufficient_scope", "userinfo needs the openid scope", scheme=challenge_scheme, status=403
             )
-        return AccessTokenView(claims=claims, grant=grant, user_number_legal_basis=legal_basis)
+        return view
+
+    # -- grant management (OpenID Grant Management shape; grant_id = the consent decision id) -----
+
+    async def managed_grants(
+        self,
+        grant_id: str,
+        token: str,
+        *,
+        action: str,
+        scheme: str,
+        dpop_proof: str | None,
+        method: str,
+        url: str,
+    ) -> list[GrantRecord]:
+        """The presenting client's grants behind ``grant_id``, when its access token may manage
+        them: a live token of this client that belongs to one of these grants or carries the scope
+        ``grant_management_<action>``. Unknown or another client's → 404 ``invalid_grant``."""
+        view = await self._presented(
+            token,
+            scheme=scheme,
+            dpop_proof=dpop_proof,
+            method=method,
+            url=url,
+            audiences=(self.issuer + "/grants",),
+        )
+        client_id = str(view.claims["client_id"])
+        async with self.db.sessions() as session:
+            grants = await TokenRepository(session).grants_for_consent(grant_id[:64], client_id)
+        if not grants:
+            raise OAuthError("invalid_grant", "no such grant for this client", status=404)
+        own = any(g.id == view.grant.id for g in grants)
+        if not own and f"grant_management_{action}" not in _split_scope(str(view.claims.get("scope") or "")):
+            raise bearer_error(
+                "insufficient_scope",
+                f"the token is not of this grant and lacks grant_management_{action}",
+                scheme="DPoP" if scheme == "DPoP" else "Bearer",
+                status=403,
+            )
+        return grants
+
+    async def revoke_managed(self, grants: list[GrantRecord]) -> None:
+        """Revoke the OAuth grants (tokens at the idp); the consent record is the citizen's."""
+        async with self.db.transaction() as session:
+            await TokenRepository(session).revoke_grants(
+                [g.id for g in grants], self.clock(), "grant-management"
+            )
 
     async def userinfo(self, view: AccessTokenView) -> dict[str, Any]:
         """OIDC Core §5.3: ``sub`` and the released claims for userinfo."""

@@ -100,7 +100,8 @@ login_transaction = Table(
     Column("display_code", String(8), nullable=False),
     # CIBA: the person the client named (login_hint), so only their wallet sees the request.
     Column("hinted_user_number", String(16), nullable=True, index=True),
-    Column("state", String(12), nullable=False),  # pending | approved | denied | expired | completed
+    # pending | consenting | approved | denied | expired | completed
+    Column("state", String(12), nullable=False),
     Column("user_number", String(16), nullable=True),
     Column("certificate_serial", String(40), nullable=True),
     Column("certificate_kind", String(16), nullable=True),  # authentication | app
@@ -109,6 +110,9 @@ login_transaction = Table(
     Column("decided_at", DateTime(timezone=True), nullable=True),
     # The wallet's signed approval as presented (evidence; a compact JWS, no personal data).
     Column("approval_jws", Text, nullable=True),
+    # RFC 9396 data access: the consent request the approval created (state ``consenting`` until
+    # the citizen's signed decision answers it).
+    Column("consent_request_id", String(64), nullable=True),
     Column("error", String(32), nullable=True),
     # CIBA polling: last poll time (slow_down), ping sent.
     Column("last_polled_at", DateTime(timezone=True), nullable=True),
@@ -152,6 +156,8 @@ grant = Table(
     Column("acr", String(64), nullable=True),
     Column("amr", JSON, nullable=True),
     Column("dpop_jkt", String(43), nullable=True),  # refresh tokens of public clients are bound
+    # The citizen's consent decision behind the authorization_details (Grant Management grant_id).
+    Column("consent_id", String(64), nullable=True, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("revoked_reason", String(32), nullable=True),  # code-replay | refresh-reuse | logout …

@@ -45,6 +45,7 @@ class GrantRecord:
     created_at: datetime
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
+    consent_id: str | None = None  # the consent decision behind authorization_details (grant_id)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def _grant(row: Any) -> GrantRecord:
         created_at=as_utc(row.created_at),
         revoked_at=as_utc(row.revoked_at),
         revoked_reason=row.revoked_reason,
+        consent_id=row.consent_id,
     )
 
 
@@ -143,6 +145,7 @@ class TokenRepository:
             "acr": record.acr,
             "amr": record.amr,
             "dpop_jkt": record.dpop_jkt,
+            "consent_id": record.consent_id,
             "created_at": record.created_at,
         }
         await self.session.execute(insert(grant).values(**values))
@@ -150,6 +153,15 @@ class TokenRepository:
     async def get_grant(self, grant_id: str) -> GrantRecord | None:
         row = (await self.session.execute(select(grant).where(grant.c.id == grant_id))).first()
         return _grant(row) if row else None
+
+    async def grants_for_consent(self, consent_id: str, client_id: str) -> list[GrantRecord]:
+        """The client's grants made from this consent decision (Grant Management ``grant_id``)."""
+        rows = await self.session.execute(
+            select(grant)
+            .where(grant.c.consent_id == consent_id, grant.c.client_id == client_id)
+            .order_by(grant.c.created_at)
+        )
+        return [_grant(row) for row in rows]
 
     async def bind_grant(self, grant_id: str, jkt: str) -> None:
         """Bind the grant's refresh tokens to a DPoP key (public clients)."""

@@ -130,6 +130,7 @@ def upgrade() -> None:
         sa.Column("acr", sa.String(length=64), nullable=True),
         sa.Column("amr", sa.JSON(), nullable=True),
         sa.Column("dpop_jkt", sa.String(length=43), nullable=True),
+        sa.Column("consent_id", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("revoked_reason", sa.String(length=32), nullable=True),
@@ -142,6 +143,7 @@ def upgrade() -> None:
     with op.batch_alter_table("grant", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_grant_certificate_serial"), ["certificate_serial"], unique=False)
         batch_op.create_index(batch_op.f("ix_grant_client_id"), ["client_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_grant_consent_id"), ["consent_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_grant_session_id"), ["session_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_grant_user_number"), ["user_number"], unique=False)
 
@@ -163,6 +165,7 @@ def upgrade() -> None:
         sa.Column("acr", sa.String(length=64), nullable=True),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("approval_jws", sa.Text(), nullable=True),
+        sa.Column("consent_request_id", sa.String(length=64), nullable=True),
         sa.Column("error", sa.String(length=32), nullable=True),
         sa.Column("last_polled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("notified_at", sa.DateTime(timezone=True), nullable=True),
@@ -286,6 +289,7 @@ def downgrade() -> None:
     with op.batch_alter_table("grant", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_grant_user_number"))
         batch_op.drop_index(batch_op.f("ix_grant_session_id"))
+        batch_op.drop_index(batch_op.f("ix_grant_consent_id"))
         batch_op.drop_index(batch_op.f("ix_grant_client_id"))
         batch_op.drop_index(batch_op.f("ix_grant_certificate_serial"))
 
