@@ -37,7 +37,7 @@ from tsunagu.idp.store.sessions import DeliveryRecord, SessionRepository
 from tsunagu.service.runtime import pause
 
 if TYPE_CHECKING:
-    from tsunagu.idp.api.deps import IdpServices
+    from tsunagu.idp.domain.context import IdpServices
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from tsunagu.idp.settings import IdpSettings
 from tsunagu.idp.store.sessions import SessionRecord, SessionRepository
 
 if TYPE_CHECKING:
-    from tsunagu.idp.api.deps import IdpServices
+    from tsunagu.idp.domain.context import IdpServices
 
 log = logging.getLogger(__name__)
 
