@@ -10,7 +10,7 @@ from tsunagu.events.errors import (
     UnknownEventVersion,
 )
 from tsunagu.events.kafka import dead_letter_topic, ensure_topics, make_consumer, make_producer
-from tsunagu.events.outbox import Outbox, OutboxRelay
+from tsunagu.events.outbox import GroupCommit, Outbox, OutboxRelay
 from tsunagu.events.registry import EventRegistry, EventSchema
 from tsunagu.events.replay import ReplayedRecord, replay_topic
 from tsunagu.events.tables import EventTables, define_event_tables
@@ -22,6 +22,7 @@ __all__ = [
     "EventRejected",
     "EventSchema",
     "EventTables",
+    "GroupCommit",
     "Handler",
     "InvalidEventData",
     "MalformedEnvelope",

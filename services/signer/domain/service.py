@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from tsunagu.db import Database
-from tsunagu.events import Outbox
+from tsunagu.events import GroupCommit, Outbox
 from tsunagu.events.schemas.signer import (
     KeyActivatedV1,
     KeyCreatedV1,
@@ -63,6 +63,7 @@ class SignerService:
         self.db = db
         self.backend = backend
         self.outbox = outbox
+        self.audit = GroupCommit(db, outbox)
         self.grace = grace
         self.max_items = max_items
         self.max_payload_bytes = max_payload_bytes
@@ -97,7 +98,8 @@ class SignerService:
         """Sign ``payloads`` with the key ``key_id`` or the active key of ``purpose``.
 
         The HSM signs before the audit transaction opens, so a connection is held only for the
-        INSERT and COMMIT; the signature is returned only once its audit event has committed.
+        INSERT and COMMIT; the signature is returned only once its audit event has committed —
+        in a transaction it may share with concurrent calls (group commit).
         """
         key = await self._signing_key(key_id, purpose, algorithm)
         rules.ensure_can_sign(
@@ -109,18 +111,17 @@ class SignerService:
         )
         self._check_payloads(key.algorithm, payloads)
         signatures = await self.backend.sign(key.hsm_label, key.algorithm, payloads)
-        async with self.db.transaction() as session:
-            await self.outbox.add(
-                session,
-                SignaturesCreatedV1(
-                    key_id=key.kid,
-                    purpose=key.purpose.value,
-                    algorithm=key.algorithm.value,
-                    caller=caller,
-                    signed_at=self.clock(),
-                    payload_sha256=[(p.value if p.prehashed else sha256(p.value)).hex() for p in payloads],
-                ),
+        # Concurrent calls share one audit transaction (group commit); each waits for its own.
+        await self.audit.add(
+            SignaturesCreatedV1(
+                key_id=key.kid,
+                purpose=key.purpose.value,
+                algorithm=key.algorithm.value,
+                caller=caller,
+                signed_at=self.clock(),
+                payload_sha256=[(p.value if p.prehashed else sha256(p.value)).hex() for p in payloads],
             )
+        )
         if key.algorithm is Algorithm.ES256 and signature_format is SignatureFormat.DER:
             signatures = [_to_der(signature) for signature in signatures]
         return key, signatures
