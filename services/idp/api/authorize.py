@@ -40,7 +40,8 @@ def secure_cookies(issuer: str) -> bool:
     return issuer.startswith("https://")
 
 
-@router.api_route("/authorize", methods=["GET", "POST"], include_in_schema=True)
+@router.get("/authorize", operation_id="authorize_get")
+@router.post("/authorize", operation_id="authorize_post")
 async def authorize(request: Request, idp: IdpServices = Depends(services)) -> Response:
     """OIDC Core §3.1.2: validate, then reuse the IdP session or start a wallet login."""
     if request.method == "POST":

@@ -57,7 +57,8 @@ def _done(request: Request, idp: IdpServices, logout: LogoutRequest, locale: str
     return response
 
 
-@router.api_route("/logout", methods=["GET", "POST"])
+@router.get("/logout", operation_id="logout_get")
+@router.post("/logout", operation_id="logout_post")
 async def logout(request: Request, idp: IdpServices = Depends(services)) -> Response:
     """End the browser's IdP session: at once when ``id_token_hint`` identifies it, else after the
     citizen confirms; then back to the client's registered ``post_logout_redirect_uri`` (with

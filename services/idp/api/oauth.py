@@ -97,7 +97,8 @@ def access_token_of(request: Request, form: dict[str, str] | None) -> tuple[str,
     )
 
 
-@router.api_route("/userinfo", methods=["GET", "POST"])
+@router.get("/userinfo", operation_id="userinfo_get")
+@router.post("/userinfo", operation_id="userinfo_post")
 async def userinfo(request: Request, idp: IdpServices = Depends(services)) -> Response:
     """OIDC Core §5.3: ``sub`` and the claims released for userinfo."""
     form = None
