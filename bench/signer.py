@@ -719,6 +719,9 @@ def server_env(
             "TSUNAGU_SIGNER_PKCS11__TOKEN_LABEL": token.label,
             "TSUNAGU_SIGNER_PKCS11__USER_PIN_FILE": str(pin_file),
             "TSUNAGU_SIGNER_LOG_LEVEL": "WARNING",
+            # One load generator on one address: the per-address limit (1,000/s) would cap the
+            # measurement, not the signer.
+            "TSUNAGU_SIGNER_RATE_LIMIT_PER_S": "0",
             "TSUNAGU_SIGNER_DATA_DIR": str(data_dir),
             "SOFTHSM2_CONF": str(token.conf_path),
         }
