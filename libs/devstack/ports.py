@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -29,19 +31,50 @@ def wait_for_port(port: int, timeout_s: float = 15.0, host: str = "127.0.0.1") -
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s} s")
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the OS hands out for outgoing connections (Linux: ip_local_port_range)."""
+    try:
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
+def _bindable(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _stable_candidates(count: int) -> list[int]:
+    """Bases of blocks below (or above) the ephemeral range, in random order. A port from
+    ``free_port()`` lies inside the ephemeral range, where any outgoing connection — the services'
+    own database and broker clients while the stack starts — may take it before its service
+    binds; ports outside it are only ever taken by a bind."""
+    low, high = _ephemeral_range()
+    bases = [*range(20000, max(20000, low - count), count), *range(high + 1, 65535 - count, count)]
+    random.shuffle(bases)
+    return bases
+
+
 def free_port_block(count: int = 6) -> int:
-    """A base port whose next ``count`` ports are free right now (for a whole stack)."""
-    for _ in range(50):
-        base = free_port()
-        if base + count < 65000 and all(port_is_free(base + i) for i in range(count)):
+    """A base port whose next ``count`` ports are free right now (for a whole stack), outside the
+    ephemeral range."""
+    for base in _stable_candidates(count)[:500]:
+        if all(_bindable(base + i) and port_is_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no free block of ports")
 
 
 def free_port_outside(block_base: int, *taken: int, block_size: int = 6) -> int:
-    """A free port outside a block found by :func:`free_port_block` and other ports already chosen:
-    a block is free, not bound, so the OS may hand one of its ports out meanwhile."""
-    while True:
-        port = free_port()
-        if not block_base <= port < block_base + block_size and port not in taken:
+    """A free port outside the ephemeral range, a block found by :func:`free_port_block` and
+    other ports already chosen (for listeners a stack starts later: the broker, the sandbox)."""
+    for port in _stable_candidates(1):
+        if block_base <= port < block_base + block_size or port in taken:
+            continue
+        if _bindable(port) and port_is_free(port):
             return port
+    raise RuntimeError("no free port")
