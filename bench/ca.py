@@ -20,18 +20,14 @@ import logging
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS_DIR, write_result
+from bench.common import RESULTS_DIR, bench_stack, write_result
 from bench.report import write_report
-from tsunagu.devstack.ports import free_port_block, free_port_outside
-from tsunagu.devstack.stack import RunningStack, StackConfig, start_stack
-
-PG_SERVER = os.environ.get("TSUNAGU_BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
+from tsunagu.devstack.stack import RunningStack
 
 
 @dataclass
@@ -64,40 +60,15 @@ def run(
     quick: bool, only: list[str], state_dir: Path, sqlite: bool = False
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     # Production runs the services on PostgreSQL; one database per service, dropped afterwards.
-    prefix = f"tsunagu_bench_{uuid.uuid4().hex[:8]}"
-    base = free_port_block()
-    kafka = free_port_outside(base)
-    config = StackConfig(
-        postgres_url=None if sqlite else f"{PG_SERVER}/{prefix}",
-        state_dir=state_dir,
-        kafka_port=kafka,
-        base_port=base,
-        jlis_port=free_port_outside(base, kafka),
-        log_level="WARNING",
-        crl_interval_s=3600.0,
-    )
-    stack = start_stack(config, lambda _message: None)
-    context = CaBench(stack, quick)
     metrics: dict[str, dict[str, Any]] = {}
-    try:
+    with bench_stack(state_dir, sqlite=sqlite) as stack:
+        context = CaBench(stack, quick)
         for name, part in _parts().items():
             if name in only:
                 started = time.monotonic()
                 metrics.update(asyncio.run(part(context)))
                 context.notes.append(f"{name}: {time.monotonic() - started:.0f} s")
-    finally:
-        stack.stop()
-        if not sqlite:
-            asyncio.run(_drop_databases(prefix))
     return metrics, context.notes
-
-
-async def _drop_databases(prefix: str) -> None:
-    from tsunagu.devstack.postgres import drop_database
-    from tsunagu.devstack.stack import SERVICES
-
-    for service in SERVICES:
-        await drop_database(f"{prefix}_{service.replace('-', '_')}")
 
 
 def main(argv: list[str] | None = None) -> None:

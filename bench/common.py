@@ -15,10 +15,14 @@ Every benchmark writes ``bench/results/<benchmark>.json`` (or ``--output-dir``) 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
 import platform
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -111,3 +115,61 @@ def group_cpu_seconds(group: int) -> float:
         if int(fields[2]) == group:  # pgrp; utime and stime are fields 14 and 15 of stat(5)
             ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+PG_SERVER = os.environ.get("TSUNAGU_BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block (processes started in it inherit them)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def bench_stack(
+    state_dir: Path, *, sqlite: bool, service_environment: Mapping[str, str] | None = None
+) -> Iterator[Any]:
+    """The whole dev stack for a benchmark: services on PostgreSQL (one database each, dropped
+    afterwards) unless ``sqlite``, ports outside the ephemeral range, warnings-only logs;
+    ``service_environment`` is given to the service processes. Yields the ``RunningStack``."""
+    from tsunagu.devstack.ports import free_port_block, free_port_outside
+    from tsunagu.devstack.stack import StackConfig, start_stack
+
+    prefix = f"tsunagu_bench_{uuid.uuid4().hex[:8]}"
+    base = free_port_block()
+    kafka = free_port_outside(base)
+    config = StackConfig(
+        postgres_url=None if sqlite else f"{PG_SERVER}/{prefix}",
+        state_dir=state_dir,
+        kafka_port=kafka,
+        base_port=base,
+        jlis_port=free_port_outside(base, kafka),
+        log_level="WARNING",
+        crl_interval_s=3600.0,
+    )
+    with environment(service_environment or {}):
+        stack = start_stack(config, lambda _message: None)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        if not sqlite:
+            asyncio.run(_drop_databases(prefix))
+
+
+async def _drop_databases(prefix: str) -> None:
+    from tsunagu.devstack.postgres import drop_database
+    from tsunagu.devstack.stack import SERVICES
+
+    for service in SERVICES:
+        await drop_database(f"{prefix}_{service.replace('-', '_')}")

@@ -25,7 +25,6 @@ import os
 import random
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -34,15 +33,13 @@ from typing import Any
 import aiohttp
 import httpx
 
-from bench.common import RESULTS_DIR, group_cpu_seconds, metric, write_result
+from bench.common import RESULTS_DIR, bench_stack, group_cpu_seconds, metric, write_result
 from bench.report import write_report
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
-from tsunagu.devstack.ports import free_port_block, free_port_outside
-from tsunagu.devstack.stack import RunningStack, StackConfig, start_stack
+from tsunagu.devstack.stack import RunningStack
 from tsunagu.wallet import Enrolled, SandboxCard, enroll
 from tsunagu.wallet import consent as wallet
 
-PG_SERVER = os.environ.get("TSUNAGU_BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
 ITEMS = ["health.allergy", "health.medication", "resident.name", "resident.address"]
 PURPOSE = {"code": "treatment", "ja": "診療のため", "en": "For treatment"}
 
@@ -299,35 +296,10 @@ async def measure(stack: RunningStack, scale: Scale, notes: list[str]) -> dict[s
 
 
 def run(scale: Scale, state_dir: Path, sqlite: bool) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    prefix = f"tsunagu_bench_{uuid.uuid4().hex[:8]}"
-    base = free_port_block()
-    kafka = free_port_outside(base)
-    config = StackConfig(
-        postgres_url=None if sqlite else f"{PG_SERVER}/{prefix}",
-        state_dir=state_dir,
-        kafka_port=kafka,
-        base_port=base,
-        jlis_port=free_port_outside(base, kafka),
-        log_level="WARNING",
-        crl_interval_s=3600.0,
-    )
-    stack = start_stack(config, lambda _message: None)
     notes = [f"services on {'SQLite' if sqlite else 'PostgreSQL'}; load generator: aiohttp in this process"]
-    try:
+    with bench_stack(state_dir, sqlite=sqlite) as stack:
         metrics = asyncio.run(measure(stack, scale, notes))
-    finally:
-        stack.stop()
-        if not sqlite:
-            asyncio.run(_drop_databases(prefix))
     return metrics, notes
-
-
-async def _drop_databases(prefix: str) -> None:
-    from tsunagu.devstack.postgres import drop_database
-    from tsunagu.devstack.stack import SERVICES
-
-    for service in SERVICES:
-        await drop_database(f"{prefix}_{service.replace('-', '_')}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -62,12 +62,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from bench.common import BENCH_DIR, RESULTS_DIR, group_cpu_seconds, metric, write_result
+from bench.common import BENCH_DIR, RESULTS_DIR, bench_stack, group_cpu_seconds, metric, write_result
 from bench.report import write_report
 from bench.signer import b64url, machine_cpu, percentile, unb64url
 
 PEER_DIR = BENCH_DIR / "peers" / "oidc-provider"
-PG_SERVER = os.environ.get("TSUNAGU_BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME_S = 240  # our idp accepts exp at most 5 minutes ahead
 CONCURRENCY = 32  # closed loop: enough to keep either server busy on 2 cores (see README)
@@ -585,72 +584,42 @@ async def latency(run: Run, target: Target, rate: float) -> LoadResult:
 
 
 @contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@contextmanager
 def idp_target(run: Run, state_dir: Path, sqlite: bool) -> Iterator[Target]:
     """The dev stack with our idp, a client registered through the admin API."""
     from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
-    from tsunagu.devstack.ports import free_port_block, free_port_outside
-    from tsunagu.devstack.stack import StackConfig, _database_url, start_stack
+    from tsunagu.devstack.stack import _database_url
 
-    prefix = f"tsunagu_bench_{uuid.uuid4().hex[:8]}"
-    base = free_port_block()
-    kafka = free_port_outside(base)
-    config = StackConfig(
-        postgres_url=None if sqlite else f"{PG_SERVER}/{prefix}",
-        state_dir=state_dir,
-        kafka_port=kafka,
-        base_port=base,
-        jlis_port=free_port_outside(base, kafka),
-        log_level="WARNING",
-        crl_interval_s=3600.0,
-    )
     started = time.monotonic()
-    with _environment(IDP_LIMITS):
-        stack = start_stack(config, lambda _message: None)
-    try:
-        run.notes.append(
-            f"idp: dev stack up in {time.monotonic() - started:.0f} s (signer on SoftHSM2, ca,"
-            f" jlis-sync, tansu, idp as processes; databases {'SQLite' if sqlite else 'PostgreSQL'});"
-            " the idp's per-address rate limits raised for the load generator"
-        )
-        url = stack.urls["idp"]
-        credentials = state_dir / "credentials"
-        auth = ServiceTokenAuth(
-            ServiceTokenIssuer("operator", load_private_key(credentials / "operator.key.pem")), "idp"
-        )
-        client_id = asyncio.run(register_idp_client(url, auth, run.key))
+    with bench_stack(state_dir, sqlite=sqlite, service_environment=IDP_LIMITS) as stack:
         try:
-            config_doc = asyncio.run(discovery(url, stack.processes["idp"], state_dir / "logs" / "idp.log"))
-        except BenchError:  # no discovery yet: the endpoints services/idp/README.md names
-            config_doc = {"token_endpoint": f"{url}/token", "jwks_uri": f"{url}/jwks"}
-        jwks_response = httpx.get(config_doc["jwks_uri"], timeout=10)
-        if jwks_response.status_code != 200:
-            raise BenchError(f"GET {config_doc['jwks_uri']} → {jwks_response.status_code}")
-        jwks = jwks_response.json()
-        groups = {"idp": stack.processes["idp"].pid, "signer": stack.processes["signer"].pid}
-        minter = _idp_code_minter(_database_url(config, "idp"), client_id)
-        urls = {"issuer": url, "ca": stack.urls["ca"], "jlis": stack.jlis_url}
-        yield Target("idp", config_doc["token_endpoint"], client_id, jwks, groups, minter, urls)
-    except BenchError as exc:  # the state directory goes with the run: keep what the logs said
-        logs = state_dir / "logs"
-        raise BenchError(f"{exc}\n--- idp log ---\n{_tail(logs / 'idp.log', 40)}") from None
-    finally:
-        stack.stop()
-        if not sqlite:
-            asyncio.run(_drop_databases(prefix))
+            run.notes.append(
+                f"idp: dev stack up in {time.monotonic() - started:.0f} s (signer on SoftHSM2, ca,"
+                f" jlis-sync, tansu, idp as processes; databases {'SQLite' if sqlite else 'PostgreSQL'});"
+                " the idp's per-address rate limits raised for the load generator"
+            )
+            url = stack.urls["idp"]
+            credentials = state_dir / "credentials"
+            auth = ServiceTokenAuth(
+                ServiceTokenIssuer("operator", load_private_key(credentials / "operator.key.pem")), "idp"
+            )
+            client_id = asyncio.run(register_idp_client(url, auth, run.key))
+            try:
+                config_doc = asyncio.run(
+                    discovery(url, stack.processes["idp"], state_dir / "logs" / "idp.log")
+                )
+            except BenchError:  # no discovery yet: the endpoints services/idp/README.md names
+                config_doc = {"token_endpoint": f"{url}/token", "jwks_uri": f"{url}/jwks"}
+            jwks_response = httpx.get(config_doc["jwks_uri"], timeout=10)
+            if jwks_response.status_code != 200:
+                raise BenchError(f"GET {config_doc['jwks_uri']} → {jwks_response.status_code}")
+            jwks = jwks_response.json()
+            groups = {"idp": stack.processes["idp"].pid, "signer": stack.processes["signer"].pid}
+            minter = _idp_code_minter(_database_url(stack.config, "idp"), client_id)
+            urls = {"issuer": url, "ca": stack.urls["ca"], "jlis": stack.jlis_url}
+            yield Target("idp", config_doc["token_endpoint"], client_id, jwks, groups, minter, urls)
+        except BenchError as exc:  # the state directory goes with the run: keep what the logs said
+            logs = state_dir / "logs"
+            raise BenchError(f"{exc}\n--- idp log ---\n{_tail(logs / 'idp.log', 40)}") from None
 
 
 def _idp_code_minter(database_url: str, client_id: str) -> Callable[[int, str], Awaitable[list[str]]]:
@@ -662,7 +631,7 @@ def _idp_code_minter(database_url: str, client_id: str) -> Callable[[int, str], 
     async def mint(count: int, challenge: str) -> list[str]:
         from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-        from tsunagu.idp.domain.tokens import new_secret, token_hash
+        from tsunagu.idp.domain.opaque import new_secret, token_hash
         from tsunagu.idp.store.tokens import CodeRecord, GrantRecord, TokenRepository
 
         engine = create_async_engine(database_url)
@@ -708,14 +677,6 @@ def _idp_code_minter(database_url: str, client_id: str) -> Callable[[int, str], 
         return codes
 
     return mint
-
-
-async def _drop_databases(prefix: str) -> None:
-    from tsunagu.devstack.postgres import drop_database
-    from tsunagu.devstack.stack import SERVICES
-
-    for service in SERVICES:
-        await drop_database(f"{prefix}_{service.replace('-', '_')}")
 
 
 @contextmanager

@@ -25,7 +25,7 @@ import rfc8785
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tsunagu.wallet.enroll import Credential, Enrolled, WalletError
+from tsunagu.wallet.enroll import Credential, Enrolled, answer
 
 DECISION_TYP = "tsunagu-consent-decision+jws"
 QUERY_TYP = "tsunagu-consent-query+jwt"
@@ -42,16 +42,6 @@ def _x5c(credential: Credential) -> list[str]:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-async def _json(response: httpx.Response, step: str) -> Any:
-    if response.is_error:
-        try:
-            problem = response.json()
-        except ValueError:
-            problem = {"title": response.reason_phrase}
-        raise WalletError(step, response.status_code, problem)
-    return response.json()
 
 
 def signed_query(credential: Credential, op: str, **claims: Any) -> str:
@@ -119,15 +109,13 @@ def decision_statement(
 async def fetch_requests(consent: httpx.AsyncClient, enrolled: Enrolled) -> list[dict[str, Any]]:
     """The consent requests waiting for this person (what to show the citizen)."""
     body = {"request": signed_query(enrolled.authentication, "requests")}
-    answer = await _json(await consent.post("/v1/wallet/requests", json=body), "consent-requests")
-    return list(answer["requests"])
+    pending = answer(await consent.post("/v1/wallet/requests", json=body), "consent-requests")
+    return list(pending["requests"])
 
 
 async def submit(consent: httpx.AsyncClient, token: str) -> dict[str, Any]:
     """Send a signed decision; returns the platform's receipt (decision id, sequence, JWS)."""
-    return dict(
-        await _json(await consent.post("/v1/decisions", json={"decision": token}), "consent-decision")
-    )
+    return dict(answer(await consent.post("/v1/decisions", json={"decision": token}), "consent-decision"))
 
 
 async def decide(
@@ -152,17 +140,17 @@ async def decide(
 
 async def fetch_grants(consent: httpx.AsyncClient, enrolled: Enrolled) -> dict[str, Any]:
     body = {"request": signed_query(enrolled.authentication, "grants")}
-    return dict(await _json(await consent.post("/v1/wallet/grants", json=body), "consent-grants"))
+    return dict(answer(await consent.post("/v1/wallet/grants", json=body), "consent-grants"))
 
 
 async def fetch_history(consent: httpx.AsyncClient, enrolled: Enrolled) -> dict[str, Any]:
     body = {"request": signed_query(enrolled.authentication, "history")}
-    return dict(await _json(await consent.post("/v1/wallet/history", json=body), "consent-history"))
+    return dict(answer(await consent.post("/v1/wallet/history", json=body), "consent-history"))
 
 
 async def fetch_export(consent: httpx.AsyncClient, enrolled: Enrolled, decision_id: str) -> dict[str, Any]:
     body = {"request": signed_query(enrolled.authentication, "export", decision_id=decision_id)}
-    return dict(await _json(await consent.post("/v1/wallet/export", json=body), "consent-export"))
+    return dict(answer(await consent.post("/v1/wallet/export", json=body), "consent-export"))
 
 
 def withdrawal_statement(decision: dict[str, Any], *, previous: str | None) -> dict[str, Any]:

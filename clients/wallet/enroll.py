@@ -39,8 +39,8 @@ class Enrolled:
     apps: dict[str, Credential] = field(default_factory=dict)
 
 
-async def _call(ca: httpx.AsyncClient, step: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    response = await ca.post(path, json=body if body is not None else {})
+def answer(response: httpx.Response, step: str) -> Any:
+    """The JSON of a platform answer, or :class:`WalletError` with its problem document."""
     if response.is_error:
         try:
             problem = response.json()
@@ -48,6 +48,10 @@ async def _call(ca: httpx.AsyncClient, step: str, path: str, body: dict[str, Any
             problem = {"title": response.reason_phrase}
         raise WalletError(step, response.status_code, problem)
     return response.json()
+
+
+async def _call(ca: httpx.AsyncClient, step: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    return answer(await ca.post(path, json=body if body is not None else {}), step)
 
 
 async def enroll(

@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from tsunagu.wallet.consent import decide, fetch_requests
-from tsunagu.wallet.enroll import Credential, Enrolled, WalletError
+from tsunagu.wallet.enroll import Credential, Enrolled, WalletError, answer
 
 TYP = "tsunagu-login+jwt"
 
@@ -40,20 +40,10 @@ def transaction_id(link_or_tx: str) -> str:
     return link_or_tx
 
 
-async def _json(response: httpx.Response, step: str) -> Any:
-    if response.is_error:
-        try:
-            problem = response.json()
-        except ValueError:
-            problem = {"title": response.reason_phrase}
-        raise WalletError(step, response.status_code, problem)
-    return response.json()
-
-
 async def fetch_login(idp: httpx.AsyncClient, link_or_tx: str) -> dict[str, Any]:
     """What to show the citizen: client names, claims asked, the display code, the challenge."""
     tx = transaction_id(link_or_tx)
-    return dict(await _json(await idp.get(f"/v1/login-transactions/{tx}"), "fetch-login"))
+    return dict(answer(await idp.get(f"/v1/login-transactions/{tx}"), "fetch-login"))
 
 
 def signed_decision(
@@ -91,7 +81,7 @@ async def send_login_decision(
         challenge=transaction["challenge"],
         approve=approve,
     )
-    result = await _json(
+    result = answer(
         await idp.post(f"/v1/login-transactions/{transaction['tx']}/decision", json={"approval": approval}),
         "decide-login",
     )

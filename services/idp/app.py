@@ -29,7 +29,8 @@ from tsunagu.idp.domain.ciba import Ciba
 from tsunagu.idp.domain.claims import ClaimsRelease, ConsentGate, ConsentServiceGate, DenyAllConsent
 from tsunagu.idp.domain.client_auth import ClientAuthenticator
 from tsunagu.idp.domain.clients import ClientRegistry
-from tsunagu.idp.domain.data_access import ConsentApi, DataAccess
+from tsunagu.idp.domain.consent_api import ConsentApi
+from tsunagu.idp.domain.data_access import DataAccess
 from tsunagu.idp.domain.errors import OAuthError
 from tsunagu.idp.domain.jwt_signing import TokenSigner
 from tsunagu.idp.domain.logins import LoginTransactions
@@ -93,15 +94,6 @@ async def _housekeeping(runtime: ServiceRuntime, stopping: asyncio.Event, interv
         await pause(stopping, interval_s)
 
 
-def _data_access(settings: IdpSettings, runtime: ServiceRuntime, stack: AsyncExitStack) -> DataAccess:
-    """RFC 9396 data access through the consent service (refused without ``CONSENT_URL``)."""
-    if not settings.consent_url or runtime.issuer is None:
-        return DataAccess(None)
-    api = ConsentApi("consent", settings.consent_url, runtime.issuer)
-    stack.push_async_callback(api.aclose)
-    return DataAccess(api)
-
-
 def _resources(late: Late):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def idp_resources(runtime: ServiceRuntime) -> AsyncIterator[IdpServices | None]:
@@ -119,11 +111,14 @@ def _resources(late: Late):  # type: ignore[no-untyped-def]
             stack.push_async_callback(ca.aclose)
             jlis = JlisSyncClient(settings.jlis_sync_url, runtime.issuer)
             stack.push_async_callback(jlis.aclose)
+            # One consent client for claim release and RFC 9396 data access; without a consent
+            # service nothing beyond sub is released and data access is refused.
             consent: ConsentGate = DenyAllConsent()
+            consent_api: ConsentApi | None = None
             if settings.consent_url:
-                gate = ConsentServiceGate("consent", settings.consent_url, runtime.issuer)
-                stack.push_async_callback(gate.aclose)
-                consent = gate
+                consent_api = ConsentApi("consent", settings.consent_url, runtime.issuer)
+                stack.push_async_callback(consent_api.aclose)
+                consent = ConsentServiceGate(consent_api)
             services = IdpServices(
                 settings=settings,
                 runtime=runtime,
@@ -132,7 +127,7 @@ def _resources(late: Late):  # type: ignore[no-untyped-def]
                 ca=ca,
                 jlis=jlis,
                 signer=signer,
-                data_access=_data_access(settings, runtime, stack),
+                data_access=DataAccess(consent_api),
             )
             batching = BatchingSigner(signer)
             stack.push_async_callback(batching.aclose)

@@ -5,7 +5,6 @@ stack's ceremony made in the HSM."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -15,9 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 
-from tests.fixtures.services import build_app, running
+from tests.fixtures.services import build_app, outbox_events, running, table_rows
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.ca.settings import CaSettings
 from tsunagu.devstack.ports import free_port_block, free_port_outside
@@ -100,20 +98,10 @@ class CaHarness:
     async def rows(self, table: str) -> list[dict[str, Any]]:
         from tsunagu.ca.store import models
 
-        runtime = self.app.state.runtime
-        async with runtime.db.sessions() as session:
-            result = await session.execute(select(getattr(models, table)))
-            return [dict(row._mapping) for row in result]
+        return await table_rows(self.app, getattr(models, table))
 
     async def events(self, prefix: str = "tsunagu.ca.") -> list[dict[str, Any]]:
-        runtime = self.app.state.runtime
-        async with runtime.db.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(runtime.outbox.table.c.payload).order_by(runtime.outbox.table.c.seq)
-                )
-            ).scalars()
-            return [e for e in (json.loads(r) for r in rows) if e["type"].startswith(prefix)]
+        return await outbox_events(self.app, prefix)
 
 
 def ca_settings(stack: RunningStack, database_url: str, **overrides: Any) -> CaSettings:

@@ -6,11 +6,10 @@ software keys (wallet SDK)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,12 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.ca.conftest import started_stack
-from tests.fixtures.services import build_app, running
+from tests.fixtures.services import build_app, enroll_test_citizen, outbox_events, running, table_rows
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.consent.settings import ConsentSettings
 from tsunagu.devstack.stack import RunningStack
 from tsunagu.settings import KafkaSettings
-from tsunagu.wallet import Enrolled, SandboxCard, enroll
+from tsunagu.wallet import Enrolled
 
 HOSPITAL_A = "hospital-a"
 HOSPITAL_B = "hospital-b"
@@ -131,19 +130,10 @@ class ConsentHarness:
     async def rows(self, table: str) -> list[dict[str, Any]]:
         from tsunagu.consent.store import models
 
-        async with self.app.state.runtime.db.sessions() as session:
-            result = await session.execute(select(getattr(models, table)))
-            return [dict(row._mapping) for row in result]
+        return await table_rows(self.app, getattr(models, table))
 
     async def events(self, prefix: str = "tsunagu.consent.") -> list[dict[str, Any]]:
-        runtime = self.app.state.runtime
-        async with runtime.db.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(runtime.outbox.table.c.payload).order_by(runtime.outbox.table.c.seq)
-                )
-            ).scalars()
-            return [e for e in (json.loads(r) for r in rows) if e["type"].startswith(prefix)]
+        return await outbox_events(self.app, prefix)
 
 
 @pytest.fixture
@@ -169,21 +159,8 @@ async def consent(make_consent) -> AsyncIterator[ConsentHarness]:  # type: ignor
 
 async def enroll_citizen(stack: RunningStack, name: str = "同意 花子") -> Enrolled:
     """A citizen with a phone enrolled at the stack's CA (software keys)."""
-    async with (
-        httpx.AsyncClient(base_url=stack.jlis_url, timeout=30) as jlis,
-        httpx.AsyncClient(base_url=stack.urls["ca"], timeout=30) as ca,
-    ):
-        response = await jlis.post(
-            "/cards",
-            json={
-                "name": name,
-                "address": "北海道江別市高砂町6番地",
-                "birth_date": str(date(1980, 2, 1)),
-                "sex": "2",
-            },
-        )
-        response.raise_for_status()
-        return await enroll(ca, SandboxCard(jlis, response.json()["card_id"]))
+    citizen: Enrolled = await enroll_test_citizen(stack, name, birth_date="1980-02-01", sex="2")
+    return citizen
 
 
 @pytest.fixture(scope="session")

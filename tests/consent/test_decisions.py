@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from tests.consent.conftest import HOSPITAL_A, HOSPITAL_B, ConsentHarness, service_auth
 from tsunagu.consent.domain import jws_rfc7515
 from tsunagu.consent.domain.jcs_rfc8785 import is_canonical, sha256_hex
-from tsunagu.wallet import Enrolled
+from tsunagu.wallet import Enrolled, WalletError
 from tsunagu.wallet import consent as wallet
 
 ALLERGY = "health.allergy"
@@ -135,7 +135,7 @@ async def test_withdrawal_takes_effect_at_once_and_a_new_grant_counts_again(
     # Withdrawing twice: the decision is already superseded.
     try:
         await wallet.withdraw(consent.client, citizen, granted["decision_id"])
-    except wallet.WalletError as error:
+    except WalletError as error:
         assert error.status == 409 and error.problem["type"].endswith("already-superseded")
     else:
         raise AssertionError("a second withdrawal was accepted")

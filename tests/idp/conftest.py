@@ -5,25 +5,22 @@ idp app in-process (database of its own, SQLite or PostgreSQL) talking to the st
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from tests.ca.conftest import started_stack
-from tests.fixtures.services import build_app, running
+from tests.fixtures.services import build_app, enroll_test_citizen, outbox_events, running, table_rows
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.devstack.stack import RunningStack
 from tsunagu.idp.settings import IdpSettings
 from tsunagu.settings import KafkaSettings
-from tsunagu.wallet import Enrolled, SandboxCard, enroll
+from tsunagu.wallet import Enrolled
 
 ISSUER = "http://idp.test"
 PAIRWISE_SECRET = "test-pairwise-secret-0123456789abcdef0123456789"
@@ -78,20 +75,10 @@ class IdpHarness:
     async def rows(self, table: str) -> list[dict[str, Any]]:
         from tsunagu.idp.store import models
 
-        runtime = self.app.state.runtime
-        async with runtime.db.sessions() as session:
-            result = await session.execute(select(getattr(models, table)))
-            return [dict(row._mapping) for row in result]
+        return await table_rows(self.app, getattr(models, table))
 
     async def events(self, prefix: str = "tsunagu.idp.") -> list[dict[str, Any]]:
-        runtime = self.app.state.runtime
-        async with runtime.db.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(runtime.outbox.table.c.payload).order_by(runtime.outbox.table.c.seq)
-                )
-            ).scalars()
-            return [e for e in (json.loads(r) for r in rows) if e["type"].startswith(prefix)]
+        return await outbox_events(self.app, prefix)
 
 
 @pytest.fixture
@@ -115,22 +102,8 @@ async def idp(make_idp) -> AsyncIterator[IdpHarness]:  # type: ignore[no-untyped
 
 async def enroll_citizen(stack: RunningStack, name: str = "数字 太郎") -> Enrolled:
     """A citizen with a phone enrolled at the stack's CA (software keys)."""
-    async with (
-        httpx.AsyncClient(base_url=stack.jlis_url, timeout=30) as jlis,
-        httpx.AsyncClient(base_url=stack.urls["ca"], timeout=30) as ca,
-    ):
-        response = await jlis.post(
-            "/cards",
-            json={
-                "name": name,
-                "address": "北海道江別市高砂町6番地",
-                "birth_date": str(date(1985, 6, 15)),
-                "sex": "1",
-            },
-        )
-        response.raise_for_status()
-        card = SandboxCard(jlis, response.json()["card_id"])
-        return await enroll(ca, card)
+    citizen: Enrolled = await enroll_test_citizen(stack, name, birth_date="1985-06-15", sex="1")
+    return citizen
 
 
 @pytest.fixture(scope="session")

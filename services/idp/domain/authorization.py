@@ -13,10 +13,8 @@ browser then brings only ``client_id`` + ``request_uri``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +26,7 @@ from joserfc.jwk import KeySet
 
 from tsunagu.idp.domain.data_access import CatalogUnavailable, DetailsInvalid
 from tsunagu.idp.domain.errors import AuthorizationError, OAuthError, invalid_request
+from tsunagu.idp.domain.opaque import new_secret, token_hash
 from tsunagu.idp.store import logins as store
 
 PAR_URN = "urn:ietf:params:oauth:request_uri:"
@@ -91,10 +90,6 @@ class AuthorizationRequest:
         return AuthorizationError(error, description, redirect_uri=self.redirect_uri, state=self.state)
 
 
-def _hash(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
 class AuthorizationRequests:
     def __init__(self, services: Any) -> None:
         self.services = services
@@ -132,12 +127,12 @@ class AuthorizationRequests:
             request = self._validate(client, parameters)
         except AuthorizationError as error:
             raise OAuthError(error.error, error.description) from None
-        reference = secrets.token_urlsafe(32)
+        reference = new_secret()
         expires_in = self.settings.par_ttl_s
         async with self.services.runtime.db.transaction() as session:
             await store.add_pushed_request(
                 session,
-                request_uri_hash=_hash(reference),
+                request_uri_hash=token_hash(reference),
                 client_id=client.client_id,
                 parameters={**request.to_json(), "pushed": True},
                 expires_at=now + timedelta(seconds=expires_in),
@@ -148,7 +143,7 @@ class AuthorizationRequests:
         if not request_uri.startswith(PAR_URN) or len(request_uri) > 200:
             raise AuthorizationError("invalid_request_uri", "request_uri is not one this server issued")
         async with self.services.runtime.db.transaction() as session:
-            stored = await store.take_pushed_request(session, _hash(request_uri[len(PAR_URN) :]), now)
+            stored = await store.take_pushed_request(session, token_hash(request_uri[len(PAR_URN) :]), now)
         if stored is None or stored["client_id"] != client.client_id:
             raise AuthorizationError("invalid_request_uri", "request_uri is unknown, used or expired")
         return AuthorizationRequest.from_json(stored["parameters"])

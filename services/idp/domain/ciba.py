@@ -21,6 +21,7 @@ import httpx
 from tsunagu.db import as_utc
 from tsunagu.idp.domain import wallet_approval
 from tsunagu.idp.domain.errors import ApprovalReplayed, OAuthError, invalid_request
+from tsunagu.idp.domain.opaque import new_secret
 from tsunagu.idp.domain.tokens import ApprovedLogin
 from tsunagu.idp.store import logins as store
 from tsunagu.idp.store.replay import first_use
@@ -73,7 +74,7 @@ class Ciba:
             except ValueError:
                 raise invalid_request("requested_expiry must be an integer") from None
         user_number = await self._person(client, hints[0], form[hints[0]])
-        tx = secrets.token_urlsafe(32)
+        tx = new_secret()
         parameters = {
             "client_id": client.client_id,
             "scope": " ".join(dict.fromkeys(scopes)),
@@ -90,7 +91,7 @@ class Ciba:
                 kind="ciba",
                 client_id=client.client_id,
                 parameters=parameters,
-                challenge=secrets.token_urlsafe(32),
+                challenge=new_secret(),
                 display_code=f"{secrets.randbelow(100):02d}",
                 hinted_user_number=user_number,
                 state="pending",
@@ -200,22 +201,21 @@ class Ciba:
             endpoint = client.ciba_notification_endpoint if client is not None else None
             if client is None or client.ciba_mode != "ping" or not token or not endpoint:
                 return
-            for attempt in range(3):
-                try:
-                    async with httpx.AsyncClient(timeout=NOTIFY_TIMEOUT_S, follow_redirects=False) as http:
+            async with httpx.AsyncClient(timeout=NOTIFY_TIMEOUT_S, follow_redirects=False) as http:
+                for attempt in range(3):
+                    try:
                         response = await http.post(
                             endpoint,
                             json={"auth_req_id": row["id"]},
                             headers={"Authorization": f"Bearer {token}"},
                         )
-                    if response.is_success:
+                    except httpx.HTTPError:
+                        response = None
+                    if response is not None and response.is_success:
                         async with self.db.transaction() as session:
-                            await store.move(session, row["id"], "approved", notified_at=datetime.now(UTC))
-                            await store.move(session, row["id"], "denied", notified_at=datetime.now(UTC))
+                            await store.mark_notified(session, row["id"], datetime.now(UTC))
                         return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(2**attempt)
+                    await asyncio.sleep(2**attempt)
             log.warning("CIBA ping not delivered", extra={"client_id": client_id})
 
         task = asyncio.get_running_loop().create_task(ping())

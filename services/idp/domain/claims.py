@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
-from tsunagu.clients.internal import InternalClient, UpstreamError
+from tsunagu.clients.internal import UpstreamError
 from tsunagu.clients.jlis_sync import JlisSyncClient
+from tsunagu.idp.domain.consent_api import ConsentApi
 
 log = logging.getLogger(__name__)
 
@@ -73,36 +74,23 @@ class DenyAllConsent:
         return set()
 
 
-class ConsentServiceGate(InternalClient):
-    """``POST /internal/v1/effective`` of services/consent (batch):
+class ConsentServiceGate:
+    """Effective consent from services/consent (``POST /internal/v1/effective``, purpose
+    ``login``); an item counts as allowed only on an explicit ``allow``."""
 
-    request  ``{"user_number", "recipient": <client_id>, "items": [...], "purpose": "login", "at"}``
-    response ``{"decisions": {"<item>": "allow" | "deny"}}`` — anything else counts as deny.
-    """
+    def __init__(self, api: ConsentApi) -> None:
+        self.api = api
 
     async def allowed(self, user_number: str, client_id: str, items: list[str], at: datetime) -> set[str]:
         if not items:
             return set()
         try:
-            answer = await self.request(
-                "POST",
-                "/internal/v1/effective",
-                json={
-                    "user_number": user_number,
-                    "recipient": client_id,
-                    "items": items,
-                    "purpose": "login",
-                    "at": at.isoformat(),
-                },
-            )
+            decisions = await self.api.effective(user_number, client_id, items, "login", at)
         except UpstreamError as error:
             # Fail closed: an unreachable or refusing consent service releases nothing.
             log.warning("consent service refused the check; claims withheld", extra={"status": error.status})
             return set()
-        decisions = answer.get("decisions") if isinstance(answer, dict) else None
-        if not isinstance(decisions, dict):
-            return set()
-        return {item for item in items if decisions.get(item) == "allow"}
+        return {item for item, decision in decisions.items() if decision == "allow"}
 
 
 @dataclass(frozen=True)

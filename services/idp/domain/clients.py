@@ -16,7 +16,6 @@ itself into another one later, because a change of sector is refused on update.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import logging
@@ -49,6 +48,7 @@ from tsunagu.errors import Conflict
 from tsunagu.events.outbox import Outbox
 from tsunagu.events.schemas.idp import ClientDeletedV1, ClientRegisteredV1, ClientUpdatedV1
 from tsunagu.idp.domain.errors import ClientNotFound, InvalidClientMetadata, TenantExists, TenantNotFound
+from tsunagu.idp.domain.opaque import new_secret, token_hash
 from tsunagu.idp.settings import IdpSettings
 from tsunagu.idp.store.clients import ClientRecord, ClientStore, TenantRecord
 
@@ -472,16 +472,8 @@ class _Entry:
     secret_expires_at: datetime | None
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def new_client_id() -> str:
     return secrets.token_urlsafe(16)  # 22 characters
-
-
-def new_secret() -> str:
-    return secrets.token_urlsafe(32)  # 32 random bytes, base64url
 
 
 def _utc_now() -> datetime:

@@ -11,7 +11,6 @@ win.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 import secrets
@@ -33,6 +32,7 @@ from tsunagu.idp.domain.errors import (
     LoginTransactionClosed,
     LoginTransactionNotFound,
 )
+from tsunagu.idp.domain.opaque import new_secret, token_hash
 from tsunagu.idp.store import logins as store
 from tsunagu.idp.store.replay import first_use
 
@@ -41,10 +41,6 @@ log = logging.getLogger(__name__)
 FailureReason = Literal["denied", "expired", "certificate-not-accepted", "signature-invalid", "mismatch"]
 AMR_AUTHENTICATION = ["hwk", "user", "x509"]  # key in the phone's secure element, citizen present
 AMR_APP = ["hwk", "x509"]
-
-
-def _hash(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def redirect_with(redirect_uri: str, parameters: dict[str, str]) -> str:
@@ -86,8 +82,8 @@ class LoginTransactions:
     async def start(self, request: AuthorizationRequest, client: Any) -> tuple[str, str]:
         """A pending browser transaction; returns (tx, browser binding secret for the cookie)."""
         now = self.clock()
-        tx = secrets.token_urlsafe(32)
-        binding = secrets.token_urlsafe(32)
+        tx = new_secret()
+        binding = new_secret()
         async with self.db.transaction() as session:
             await store.add_transaction(
                 session,
@@ -95,8 +91,8 @@ class LoginTransactions:
                 kind="browser",
                 client_id=client.client_id,
                 parameters=request.to_json(),
-                browser_binding_hash=_hash(binding),
-                challenge=secrets.token_urlsafe(32),
+                browser_binding_hash=token_hash(binding),
+                challenge=new_secret(),
                 display_code=f"{secrets.randbelow(100):02d}",
                 state="pending",
                 created_at=now,
@@ -126,7 +122,11 @@ class LoginTransactions:
     @staticmethod
     def _bound(row: dict[str, Any], binding: str | None) -> bool:
         expected = row["browser_binding_hash"]
-        return bool(binding) and expected is not None and hmac.compare_digest(expected, _hash(binding or ""))
+        return (
+            bool(binding)
+            and expected is not None
+            and hmac.compare_digest(expected, token_hash(binding or ""))
+        )
 
     async def wait(self, tx: str, timeout_s: float) -> None:
         """Return when the wallet decided ``tx`` in this process, or after ``timeout_s`` (the caller

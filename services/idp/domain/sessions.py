@@ -21,7 +21,6 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,7 @@ from tsunagu.db import Database, call_after_commit
 from tsunagu.events import Outbox
 from tsunagu.events.schemas.idp import SessionEndedV1
 from tsunagu.idp.domain.errors import ClientNotFound
+from tsunagu.idp.domain.opaque import new_secret, token_hash
 from tsunagu.idp.settings import IdpSettings
 from tsunagu.idp.store.sessions import SessionRecord, SessionRepository
 
@@ -55,10 +55,6 @@ def secure_cookies(settings: IdpSettings) -> bool:
 def cookie_name(settings: IdpSettings, base: str) -> str:
     """``__Host-<base>`` when cookies are Secure, else ``<base>`` (see the module docstring)."""
     return f"__Host-{base}" if secure_cookies(settings) else base
-
-
-def cookie_hash(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def _now() -> datetime:
@@ -138,8 +134,8 @@ class Sessions:
     ) -> tuple[str, str]:
         """A new session in the caller's transaction (the caller commits): ``(sid, cookie value)``."""
         now = _now()
-        sid = secrets.token_urlsafe(32)
-        cookie = secrets.token_urlsafe(32)
+        sid = new_secret()
+        cookie = new_secret()
         record = SessionRecord(
             id=sid,
             user_number=user_number,
@@ -152,7 +148,7 @@ class Sessions:
             ended_at=None,
             end_reason=None,
         )
-        await SessionRepository(db_session).add(record, cookie_hash(cookie))
+        await SessionRepository(db_session).add(record, token_hash(cookie))
         return sid, cookie
 
     async def current(self, cookie_value: str | None) -> SessionInfo | None:
@@ -160,7 +156,7 @@ class Sessions:
         if not cookie_value or len(cookie_value) > 128:
             return None
         async with self.db.sessions() as db_session:
-            record = await SessionRepository(db_session).by_cookie(cookie_hash(cookie_value))
+            record = await SessionRepository(db_session).by_cookie(token_hash(cookie_value))
         if record is None or record.ended_at is not None or record.expires_at <= _now():
             return None
         return SessionInfo(

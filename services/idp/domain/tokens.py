@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import logging
 import re
-import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from tsunagu.idp.domain.claims import CLAIM_ITEMS, ClaimsRelease, ReleaseContext
 from tsunagu.idp.domain.dpop import DpopProof, DpopVerifier, access_token_hash
 from tsunagu.idp.domain.errors import OAuthError, invalid_grant, invalid_request, unauthorized_client
 from tsunagu.idp.domain.jwt_signing import InvalidJwt, TokenSigner, b64url
+from tsunagu.idp.domain.opaque import new_secret, token_hash
 from tsunagu.idp.domain.subjects import PairwiseSubjects
 from tsunagu.idp.settings import IdpSettings
 from tsunagu.idp.store.tokens import CodeRecord, GrantRecord, RefreshRecord, TokenRepository
@@ -56,16 +56,6 @@ _PERSON_ONLY_SCOPES = frozenset({"openid", "offline_access", "profile", "address
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def token_hash(value: str) -> str:
-    """What the database keeps of a code or refresh token (hex SHA-256)."""
-    return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
-
-
-def new_secret() -> str:
-    """32 random bytes, base64url (43 characters)."""
-    return b64url(secrets.token_bytes(32))
 
 
 class ClientLike(Protocol):

@@ -72,6 +72,12 @@ async def move(session: AsyncSession, tx: str, from_state: str, **values: Any) -
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def mark_notified(session: AsyncSession, tx: str, at: datetime) -> None:
+    """A CIBA client was pinged (whatever the citizen decided)."""
+    statement = update(login_transaction).where(login_transaction.c.id == tx).values(notified_at=at)
+    await session.execute(statement)
+
+
 async def pending_ciba_for(session: AsyncSession, user_number: str, now: datetime) -> list[dict[str, Any]]:
     rows = await session.execute(
         select(login_transaction)
