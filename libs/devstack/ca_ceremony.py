@@ -54,12 +54,14 @@ async def initialise_ca(
 ID_TOKEN_KEYS = (("id-token", "ES256"), ("id-token", "RS256"))
 # consent countersigns every recorded decision (the citizen's receipt) with a ``receipt`` key.
 RECEIPT_KEYS = (("receipt", "ES256"),)
+# The broker's key for provider requests and webhooks.
+EXCHANGE_KEYS = (("exchange", "ES256"),)
 
 
 async def ensure_active_keys(
     signer_url: str,
     credentials_dir: Path,
-    purposes: tuple[tuple[str, str], ...] = ID_TOKEN_KEYS + RECEIPT_KEYS,
+    purposes: tuple[tuple[str, str], ...] = ID_TOKEN_KEYS + RECEIPT_KEYS + EXCHANGE_KEYS,
 ) -> dict[tuple[str, str], str]:
     """An active signer key for each (purpose, algorithm) that has none: the idp's ID-token keys,
     consent's receipt key and the like. Returns (purpose, algorithm) → active key id."""

@@ -201,6 +201,20 @@ def _service_env(
                 prefix + "CA_URL": f"http://127.0.0.1:{config.base_port + list(SERVICES).index('ca')}",
             }
         )
+    if service == "broker":
+        idp = f"http://127.0.0.1:{config.base_port + list(SERVICES).index('idp')}"
+        env.update(
+            {
+                prefix + "RESOURCE": f"http://127.0.0.1:{port}",
+                prefix + "IDP_ISSUER": idp,
+                prefix + "IDP_URL": idp,
+                prefix + "SIGNER_URL": f"http://127.0.0.1:{config.base_port}",
+                prefix
+                + "CONSENT_URL": f"http://127.0.0.1:{config.base_port + list(SERVICES).index('consent')}",
+                prefix
+                + "JLIS_SYNC_URL": f"http://127.0.0.1:{config.base_port + list(SERVICES).index('jlis-sync')}",
+            }
+        )
     if service == "signer":
         env.update(
             {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,6 +80,15 @@ class EventConsumer:
         self.metrics = metrics
         self.clock = clock
         self._stopping = asyncio.Event()
+        # (topic, partition) → monotonic time at which everything the broker had in that partition
+        # was known applied (taken before the fetch, so it errs on the old side). A read model fed
+        # by this consumer is exactly as fresh as this says (``caught_up_at``).
+        self._caught_up: dict[tuple[str, int], float] = {}
+
+    def caught_up_at(self, topic: str, partition: int) -> float | None:
+        """When this consumer last had applied all of ``topic``/``partition`` (monotonic), or
+        None if it does not own that partition or has not caught up since it got it."""
+        return self._caught_up.get((topic, partition))
 
     def stop(self) -> None:
         self._stopping.set()
@@ -86,6 +96,7 @@ class EventConsumer:
     async def run(self) -> None:
         """Consume until :meth:`stop`."""
         while not self._stopping.is_set():
+            fetched_after = time.monotonic()
             batches: dict[TopicPartition, list[ConsumerRecord]] = await self.consumer.getmany(
                 timeout_ms=200, max_records=500
             )
@@ -96,7 +107,26 @@ class EventConsumer:
                     offsets[tp] = processed.offset + 1
             if offsets:  # one round trip for every partition of the fetch
                 await self.consumer.commit(offsets)
-            await self._export_lag()
+            await self._track_progress(fetched_after)
+
+    async def _track_progress(self, fetched_after: float) -> None:
+        """Consumer lag (metrics) and which partitions are caught up (``caught_up_at``)."""
+        assigned = self.consumer.assignment()
+        caught_up: dict[tuple[str, int], float] = {}
+        for tp in assigned:
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            lag = max(0, highwater - await self.consumer.position(tp))
+            if lag == 0:
+                caught_up[tp.topic, tp.partition] = fetched_after
+            elif (tp.topic, tp.partition) in self._caught_up:
+                caught_up[tp.topic, tp.partition] = self._caught_up[tp.topic, tp.partition]
+            if self.metrics:
+                self.metrics.consumer_lag.labels(
+                    consumer=self.name, topic=tp.topic, partition=str(tp.partition)
+                ).set(lag)
+        self._caught_up = caught_up
 
     async def _process_partition(self, records: Sequence[ConsumerRecord]) -> ConsumerRecord | None:
         """Apply a partition's fetched records in order; returns the last one fully handled.
@@ -256,15 +286,3 @@ class EventConsumer:
     def _count(self, outcome: str, amount: int = 1) -> None:
         if self.metrics and amount:
             self.metrics.consumer_events.labels(consumer=self.name, outcome=outcome).inc(amount)
-
-    async def _export_lag(self) -> None:
-        if not self.metrics:
-            return
-        for tp in self.consumer.assignment():
-            highwater = self.consumer.highwater(tp)
-            if highwater is None:
-                continue
-            position = await self.consumer.position(tp)
-            self.metrics.consumer_lag.labels(
-                consumer=self.name, topic=tp.topic, partition=str(tp.partition)
-            ).set(max(0, highwater - position))

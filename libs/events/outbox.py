@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -108,18 +108,31 @@ class GroupCommit:
     Each request's event keeps its own request id. If a commit fails, every request in it gets
     the error (nothing of theirs was recorded)."""
 
-    def __init__(self, db: Database, outbox: Outbox, *, max_events: int = 500) -> None:
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        *,
+        max_events: int = 500,
+        write_rows: Callable[[AsyncSession, list[Any]], Awaitable[None]] | None = None,
+    ) -> None:
         self.db = db
         self.outbox = outbox
         self.max_events = max_events
-        self._pending: list[tuple[EventSchema, str | None, asyncio.Future[None]]] = []
+        # The state change each event stands for (a log row, say), written by ``write_rows`` in
+        # the same transaction as the events: a row and its event commit together or not at all.
+        self.write_rows = write_rows
+        self._pending: list[tuple[EventSchema, str | None, asyncio.Future[None], Any]] = []
         self._leader: asyncio.Task[None] | None = None
         self.commits = 0  # transactions made (observability, tests)
 
-    async def add(self, payload: EventSchema) -> None:
-        """Return once ``payload`` is committed (raises what the commit raised)."""
+    async def add(self, payload: EventSchema, row: Any = None) -> None:
+        """Return once ``payload`` (and ``row``, given to ``write_rows``) is committed (raises
+        what the commit raised)."""
+        if row is not None and self.write_rows is None:
+            raise ValueError("this group commit writes events only")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((payload, current_request_id(), future))
+        self._pending.append((payload, current_request_id(), future, row))
         if self._leader is None:
             self._leader = asyncio.create_task(self._drain())
         await asyncio.shield(future)
@@ -130,16 +143,19 @@ class GroupCommit:
                 batch, self._pending = self._pending[: self.max_events], self._pending[self.max_events :]
                 try:
                     async with self.db.transaction() as session:
+                        rows = [row for *_, row in batch if row is not None]
+                        if rows and self.write_rows is not None:
+                            await self.write_rows(session, rows)
                         await self.outbox.add_many(
-                            session, [p for p, _, _ in batch], request_ids=[r for _, r, _ in batch]
+                            session, [p for p, *_ in batch], request_ids=[r for _, r, *_ in batch]
                         )
                     self.commits += 1
                 except Exception as error:  # handed to every waiter of this batch
-                    for _, _, future in batch:
+                    for _, _, future, _ in batch:
                         if not future.done():
                             future.set_exception(error)
                 else:
-                    for _, _, future in batch:
+                    for _, _, future, _ in batch:
                         if not future.done():
                             future.set_result(None)
         finally:

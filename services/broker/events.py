@@ -1,13 +1,98 @@
-"""Events broker publishes and the handlers for the events it consumes.
+"""Events the broker publishes and the handlers for the events it consumes.
 
-Publishes: nothing of its own yet (platform diagnostics only).
-Consumes: nothing of its own yet (platform diagnostics only).
+Publishes (outbox, ``libs/events/schemas/broker.py``): ``tsunagu.broker.exchange.completed`` /
+``.denied`` — every exchange and denial, in the same transaction as its exchange-log row.
+Consumes:
+- ``tsunagu.idp.subject.issued`` and ``tsunagu.idp.client.*`` (group ``broker.parties``): the
+  who-is-who view (subjects, parties and their sectors);
+- ``tsunagu.consent.decision.recorded`` (group ``broker.consent-view``): the consent view.
 """
 
-from tsunagu.events import EventTables
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tsunagu.broker.store import repository as store
+from tsunagu.events import EventTables, ReceivedEvent
+from tsunagu.events.schemas.consent import ConsentDecisionRecordedV1
+from tsunagu.events.schemas.idp import (
+    ClientDeletedV1,
+    ClientRegisteredV1,
+    ClientUpdatedV1,
+    SubjectIssuedV1,
+)
 from tsunagu.service import ConsumerSpec
+
+CONSENT_VIEW_GROUP = "consent-view"
+
+
+async def on_subject_issued(session: AsyncSession, event: ReceivedEvent) -> None:
+    data = event.data
+    assert isinstance(data, SubjectIssuedV1)
+    await store.add_subject(session, data.sector_identifier, data.sub, data.user_number)
+
+
+async def on_client_changed(session: AsyncSession, event: ReceivedEvent) -> None:
+    data = event.data
+    assert isinstance(data, ClientRegisteredV1 | ClientUpdatedV1)
+    name = data.metadata.get("client_name")
+    await store.put_party(
+        session,
+        {
+            "client_id": data.client_id,
+            "tenant_id": data.tenant_id,
+            "sector_identifier": data.sector_identifier,
+            "state": "active",
+            "client_name": name if isinstance(name, str) else None,
+            "updated_at": data.at,
+        },
+    )
+
+
+async def on_client_deleted(session: AsyncSession, event: ReceivedEvent) -> None:
+    data = event.data
+    assert isinstance(data, ClientDeletedV1)
+    await store.disable_party(session, data.client_id, data.at)
+
+
+async def on_decision_recorded(session: AsyncSession, event: ReceivedEvent) -> None:
+    data = event.data
+    assert isinstance(data, ConsentDecisionRecordedV1)
+    await store.add_decision(
+        session,
+        {
+            "decision_id": data.decision_id,
+            "user_number": data.user_number,
+            "recipient": data.recipient,
+            "purpose_code": data.purpose_code,
+            "action": data.action,
+            "items": dict(data.items),
+            "effective_from": data.effective_from,
+            "valid_until": data.valid_until,
+            "recorded_at": data.recorded_at,
+            "supersedes": data.supersedes,
+        },
+    )
 
 
 def consumers(tables: EventTables) -> list[ConsumerSpec]:
     """The consumer groups of this service (diagnostics is added by the chassis)."""
-    return []
+    return [
+        ConsumerSpec(
+            "parties",
+            [SubjectIssuedV1.topic, ClientRegisteredV1.topic],
+            {
+                SubjectIssuedV1.event_type: on_subject_issued,
+                ClientRegisteredV1.event_type: on_client_changed,
+                ClientUpdatedV1.event_type: on_client_changed,
+                ClientDeletedV1.event_type: on_client_deleted,
+            },
+            tables,
+        ),
+        ConsumerSpec(
+            CONSENT_VIEW_GROUP,
+            [ConsentDecisionRecordedV1.topic],
+            {ConsentDecisionRecordedV1.event_type: on_decision_recorded},
+            tables,
+        ),
+    ]

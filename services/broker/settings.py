@@ -2,6 +2,7 @@
 
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from tsunagu.settings import ServiceSettings
@@ -12,3 +13,26 @@ class BrokerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TSUNAGU_BROKER_", env_nested_delimiter="__", extra="ignore")
 
     port: int = 8105
+    # The broker's resource identifier: parties' access tokens must carry it as ``aud``.
+    resource: str = "http://127.0.0.1:8105"
+    # Whose access tokens the broker accepts (its JWKS at ``{issuer}/jwks``) …
+    idp_issuer: str = "http://127.0.0.1:8103"
+    # … and where the idp's internal routes are (subject resolution, parties).
+    idp_url: str = "http://127.0.0.1:8103"
+    consent_url: str = "http://127.0.0.1:8104"
+    signer_url: str = "http://127.0.0.1:8101"
+    jlis_sync_url: str = "http://127.0.0.1:8106"
+    provider_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    max_provider_response_bytes: int = Field(default=262_144, gt=0)
+    # The event-fed consent view answers only while its consumer caught up this recently;
+    # otherwise the broker asks consent synchronously.
+    consent_view_max_age_ms: int = Field(default=500, ge=0, le=60_000)
+    # Access tokens may be this far past ``exp`` / before ``iat`` (clock skew).
+    clock_skew_s: int = Field(default=30, ge=0, le=300)
+    max_body_bytes: int = 262_144
+    # Parties call from few addresses (their servers); per-client quotas come on top.
+    rate_limit_per_s: float = 2000.0
+    rate_limit_burst: float = 4000.0
+    # Each party's own budget of API calls (per client id, token bucket).
+    client_rate_per_s: float = Field(default=500.0, gt=0)
+    client_burst: float = Field(default=1000.0, gt=0)

@@ -19,7 +19,9 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from tsunagu.clients.ca import CaClient
+from tsunagu.clients.consent import ConsentApi
 from tsunagu.clients.jlis_sync import JlisSyncClient
+from tsunagu.clients.jwt_signing import TokenSigner
 from tsunagu.clients.signer import BatchingSigner, SignerClient
 from tsunagu.idp.api import routers
 from tsunagu.idp.api.deps import ADMIN, SUBJECTS, IdpServices
@@ -29,10 +31,8 @@ from tsunagu.idp.domain.ciba import Ciba
 from tsunagu.idp.domain.claims import ClaimsRelease, ConsentGate, ConsentServiceGate, DenyAllConsent
 from tsunagu.idp.domain.client_auth import ClientAuthenticator
 from tsunagu.idp.domain.clients import ClientRegistry
-from tsunagu.idp.domain.consent_api import ConsentApi
 from tsunagu.idp.domain.data_access import DataAccess
 from tsunagu.idp.domain.errors import OAuthError
-from tsunagu.idp.domain.jwt_signing import TokenSigner
 from tsunagu.idp.domain.logins import LoginTransactions
 from tsunagu.idp.domain.logout import BackchannelLogout, RpLogout
 from tsunagu.idp.domain.sessions import ResidentUpdates, Sessions
@@ -138,6 +138,7 @@ def _resources(late: Late):  # type: ignore[no-untyped-def]
                 subjects=services.subjects,
                 claims=services.claims,
                 signer=services.token_signer,
+                outbox=runtime.outbox,
             )
             services.clients = ClientRegistry(runtime.db, runtime.outbox, settings)
             stack.push_async_callback(services.clients.aclose)

@@ -14,7 +14,7 @@ from joserfc.jwk import ECKey, KeySet
 
 from tests.idp.conftest import ISSUER, IdpHarness
 from tsunagu.clients.internal import UpstreamError
-from tsunagu.idp.domain.jwt_signing import InvalidJwt, NoSigningKey, TokenSigner
+from tsunagu.clients.jwt_signing import InvalidJwt, NoSigningKey, TokenSigner
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k"}
 

@@ -8,6 +8,6 @@ from tsunagu.events.registry import EventRegistry
 registry = EventRegistry()
 
 # Schema modules register themselves on import; keep this list complete.
-from tsunagu.events.schemas import ca, consent, idp, jlis_sync, platform, signer  # noqa: E402
+from tsunagu.events.schemas import broker, ca, consent, idp, jlis_sync, platform, signer  # noqa: E402
 
-__all__ = ["ca", "consent", "idp", "jlis_sync", "platform", "registry", "signer"]
+__all__ = ["broker", "ca", "consent", "idp", "jlis_sync", "platform", "registry", "signer"]

@@ -80,12 +80,27 @@ class SessionEndedV1(_PersonKeyed):
     at: datetime
 
 
+@registry.register
+class SubjectIssuedV1(_PersonKeyed):
+    """A pairwise ``sub`` was handed out in a sector for the first time (OIDC Core §8.1). The
+    broker's "who is who": it maps a party's own ``sub`` to the person and back."""
+
+    topic: ClassVar[str] = "tsunagu.idp.subject"
+    event_type: ClassVar[str] = "tsunagu.idp.subject.issued"
+
+    sector_identifier: str
+    sub: str
+    at: datetime
+
+
 class _ClientEvent(EventSchema):
     topic: ClassVar[str] = "tsunagu.idp.client"
     version: ClassVar[int] = 1
 
     client_id: str
     tenant_id: str
+    # The client's pairwise sector (its subs are HMAC(sector, user number)); absent on deletes.
+    sector_identifier: str | None = None
     # Who: an operator (admin API), the tenant (RFC 7591 with its initial access token), or the
     # client itself (RFC 7592 with its registration access token).
     actor: Literal["operator", "tenant", "client"]

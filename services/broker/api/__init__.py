@@ -2,4 +2,7 @@
 
 from fastapi import APIRouter
 
-routers: list[APIRouter] = []
+from tsunagu.broker.api.catalog import router as catalog_router
+from tsunagu.broker.api.exchanges import router as exchanges_router
+
+routers: list[APIRouter] = [catalog_router, exchanges_router]

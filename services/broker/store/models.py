@@ -1,7 +1,98 @@
-"""Tables owned by broker. Only store/ touches the database."""
+"""Tables owned by the broker. Only store/ touches the database.
+
+No personal data values are ever stored: the exchange log names items, never their values; the
+who-is-who view holds pairwise subjects and user identification numbers only.
+"""
+
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Table, Text
 
 from tsunagu.db import new_metadata
 from tsunagu.service.diagnostics import define_platform_tables
 
 metadata = new_metadata()
 event_tables = define_platform_tables(metadata)
+
+# -- catalog ----------------------------------------------------------------------------------
+
+# A personal data item (``health.allergy``): its schema, labels, sensitivity and providers. The id
+# is platform-wide (consent names items by it); the tenant that defined it administers it.
+catalog_item = Table(
+    "catalog_item",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False, index=True),
+    Column("label_ja", String(200), nullable=False),
+    Column("label_en", String(200), nullable=False),
+    Column("sensitivity", String(16), nullable=False),  # normal | special-care
+    Column("schema", JSON, nullable=False),  # JSON Schema (2020-12) of one value
+    Column("providers", JSON, nullable=False),  # [{"client_id", "endpoint"}]; "jlis-sync" = internal
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# -- who is who (fed by idp events; a miss asks the idp) ---------------------------------------
+
+# A party: an idp client (consumer, provider, subscriber) and its pairwise sector.
+party = Table(
+    "party",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False, index=True),
+    Column("sector_identifier", String(255), nullable=True),
+    Column("state", String(16), nullable=False),  # active | disabled
+    Column("client_name", String(200), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# A pairwise subject the idp issued: (sector, sub) → user number, and back.
+subject = Table(
+    "subject",
+    metadata,
+    Column("sector_identifier", String(255), primary_key=True),
+    Column("sub", String(64), primary_key=True),
+    Column("user_number", String(16), nullable=False),
+    Index("ix_subject_sector_user", "sector_identifier", "user_number"),
+)
+
+# -- consent view (fed by consent.decision.recorded) -------------------------------------------
+
+consent_decision = Table(
+    "consent_decision",
+    metadata,
+    Column("decision_id", String(64), primary_key=True),
+    Column("user_number", String(16), nullable=False),
+    Column("recipient", String(64), nullable=False),
+    Column("purpose_code", String(64), nullable=False),
+    Column("action", String(16), nullable=False),  # decide | withdraw
+    Column("items", JSON, nullable=False),  # item → allow | deny
+    Column("effective_from", DateTime(timezone=True), nullable=False),
+    Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("supersedes", String(64), nullable=True),
+    # When a later decision superseded this one (recorded_at of that decision).
+    Column("superseded_at", DateTime(timezone=True), nullable=True),
+    Index("ix_consent_decision_user_recipient", "user_number", "recipient"),
+)
+
+# -- the exchange log ("やりとり履歴") ---------------------------------------------------------
+
+exchange = Table(
+    "exchange",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),  # the consumer's tenant (metering)
+    Column("kind", String(16), nullable=False),  # pull | push
+    Column("outcome", String(16), nullable=False),  # completed | denied | failed
+    Column("reason", String(64), nullable=True),  # problem code of a denial or failure
+    Column("consumer", String(64), nullable=False),
+    Column("providers", JSON, nullable=False),  # client ids the data came (or would come) from
+    Column("user_number", String(16), nullable=False),
+    Column("purpose_code", String(64), nullable=False),
+    Column("items", JSON, nullable=False),  # asked items
+    Column("released", JSON, nullable=False),  # items delivered
+    Column("consent", JSON, nullable=False),  # item → consent decision id used
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("duration_ms", Integer, nullable=True),
+    Column("request_id", Text, nullable=True),
+    Index("ix_exchange_user_at", "user_number", "at"),
+    Index("ix_exchange_tenant_at", "tenant_id", "at"),
+)

@@ -11,6 +11,7 @@ from tsunagu.idp.api.login import router as login_router
 from tsunagu.idp.api.logout import router as logout_router
 from tsunagu.idp.api.oauth import router as oauth_router
 from tsunagu.idp.api.registration import router as registration_router
+from tsunagu.idp.api.subjects import router as subjects_router
 
 routers: list[APIRouter] = [
     discovery_router,
@@ -22,4 +23,5 @@ routers: list[APIRouter] = [
     login_router,
     ciba_router,
     logout_router,
+    subjects_router,
 ]

@@ -9,12 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
+from tsunagu.clients.jwt_signing import SIGNING_ALGORITHMS
 from tsunagu.idp.api.deps import IdpServices, services
 from tsunagu.idp.domain.authorization import ACR_VALUES, PROMPTS, REQUEST_OBJECT_ALGS
 from tsunagu.idp.domain.claims import CLAIM_ITEMS, TRUST_FRAMEWORK
 from tsunagu.idp.domain.client_auth import ASSERTION_ALGORITHMS
 from tsunagu.idp.domain.dpop import DPOP_ALGORITHMS
-from tsunagu.idp.domain.jwt_signing import SIGNING_ALGORITHMS
 from tsunagu.idp.domain.tokens import GRANT_CIBA, GRANT_CLIENT_CREDENTIALS, GRANT_CODE, GRANT_REFRESH
 
 router = APIRouter(tags=["discovery"])

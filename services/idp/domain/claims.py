@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
+from tsunagu.clients.consent import ConsentApi
 from tsunagu.clients.internal import UpstreamError
 from tsunagu.clients.jlis_sync import JlisSyncClient
-from tsunagu.idp.domain.consent_api import ConsentApi
 
 log = logging.getLogger(__name__)
 

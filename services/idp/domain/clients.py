@@ -743,6 +743,7 @@ class ClientRegistry:
                     actor_id=actor.id,
                     at=now,
                     metadata=metadata.registered(),
+                    sector_identifier=sector,
                 ),
             )
         log.info(
@@ -814,6 +815,7 @@ class ClientRegistry:
                     at=now,
                     metadata=metadata.registered(),
                     secret_rotated=secret is not None,
+                    sector_identifier=record.sector_identifier,
                 ),
             )
         self.forget(client_id)
@@ -895,6 +897,7 @@ class ClientRegistry:
                     at=now,
                     metadata=record.metadata,
                     secret_rotated=True,
+                    sector_identifier=record.sector_identifier,
                 ),
             )
         self.forget(client_id)

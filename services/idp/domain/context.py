@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from tsunagu.clients.ca import CaClient
 from tsunagu.clients.jlis_sync import JlisSyncClient
+from tsunagu.clients.jwt_signing import TokenSigner
 from tsunagu.clients.signer import SignerClient
 from tsunagu.idp.domain.authorization import AuthorizationRequests
 from tsunagu.idp.domain.ciba import Ciba
@@ -17,7 +18,6 @@ from tsunagu.idp.domain.claims import ClaimsRelease
 from tsunagu.idp.domain.client_auth import ClientAuthenticator
 from tsunagu.idp.domain.clients import ClientRegistry
 from tsunagu.idp.domain.data_access import DataAccess
-from tsunagu.idp.domain.jwt_signing import TokenSigner
 from tsunagu.idp.domain.logins import LoginTransactions
 from tsunagu.idp.domain.logout import BackchannelLogout, RpLogout
 from tsunagu.idp.domain.sessions import ResidentUpdates, Sessions

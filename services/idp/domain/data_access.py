@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 import httpx
 
+from tsunagu.clients.consent import ConsentApi
 from tsunagu.clients.internal import UpstreamError
 from tsunagu.errors import ServiceUnavailable
-from tsunagu.idp.domain.consent_api import ConsentApi
 
 log = logging.getLogger(__name__)
 

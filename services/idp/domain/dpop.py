@@ -23,8 +23,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tsunagu.clients.jwt_signing import b64url, b64url_decode
 from tsunagu.idp.domain.errors import OAuthError
-from tsunagu.idp.domain.jwt_signing import b64url, b64url_decode
 from tsunagu.idp.store.replay import first_use
 
 # Asymmetric algorithms only (RFC 9449 §4.2: not "none", not a MAC).

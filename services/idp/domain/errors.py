@@ -133,3 +133,8 @@ class CertificateNotAccepted(Forbidden):
 class ApprovalReplayed(Conflict):
     code = "approval-replayed"
     title = "This signed approval was already used"
+
+
+class SubjectNotFound(NotFound):
+    code = "unknown-subject"
+    title = "No person behind this subject for this client"

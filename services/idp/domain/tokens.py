@@ -32,11 +32,13 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tsunagu.clients.jwt_signing import InvalidJwt, TokenSigner, b64url
 from tsunagu.db import Database, call_after_commit
+from tsunagu.events import Outbox
+from tsunagu.events.schemas.idp import SubjectIssuedV1
 from tsunagu.idp.domain.claims import CLAIM_ITEMS, ClaimsRelease, ReleaseContext, requested_claims
 from tsunagu.idp.domain.dpop import DpopProof, DpopVerifier, access_token_hash
 from tsunagu.idp.domain.errors import OAuthError, invalid_grant, invalid_request, unauthorized_client
-from tsunagu.idp.domain.jwt_signing import InvalidJwt, TokenSigner, b64url
 from tsunagu.idp.domain.opaque import new_secret, token_hash
 from tsunagu.idp.domain.subjects import PairwiseSubjects
 from tsunagu.idp.settings import IdpSettings
@@ -188,10 +190,13 @@ class TokenService:
         signer: TokenSigner,
         dpop: DpopVerifier | None = None,
         updated_at: Callable[[str], Awaitable[datetime | None]] | None = None,
+        outbox: Outbox | None = None,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self.settings = settings
         self.db = db
+        # ``tsunagu.idp.subject.issued`` for each first-issued subject (the broker's who-is-who).
+        self.outbox = outbox
         self.subjects = subjects
         self.claims = claims
         self.signer = signer
@@ -285,6 +290,16 @@ class TokenService:
         """The person behind a pairwise ``sub`` we issued in this sector (CIBA ``login_hint``)."""
         async with self.db.sessions() as session:
             return await TokenRepository(session).user_for_subject(sector_identifier, sub)
+
+    async def pairwise_subject(self, sector_identifier: str, user_number: str) -> str:
+        """The person's ``sub`` in this sector, remembered (and announced) as issued: the broker
+        names a citizen to a provider by the provider's own subject."""
+        sub = self.subjects.subject(sector_identifier, user_number)
+        async with self.db.transaction() as session:
+            await self._remember_subject(
+                TokenRepository(session), sector_identifier, sub, user_number, self.clock()
+            )
+        return sub
 
     # -- the token endpoint ---------------------------------------------------------------------
 
@@ -555,7 +570,10 @@ class TokenService:
         key = (sector, sub)
         if key in self._known_subjects:
             return
-        await repository.remember_subject(sector, sub, user_number, now)
+        first = await repository.remember_subject(sector, sub, user_number, now)
+        if first and self.outbox is not None:
+            event = SubjectIssuedV1(user_number=user_number, sector_identifier=sector, sub=sub, at=now)
+            await self.outbox.add(repository.session, event)
 
         def remember() -> None:
             self._known_subjects[key] = None

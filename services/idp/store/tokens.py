@@ -310,17 +310,17 @@ class TokenRepository:
 
     async def remember_subject(
         self, sector_identifier: str, sub: str, user_number: str, now: datetime
-    ) -> None:
+    ) -> bool:
+        """Record an issued subject; True when it was not recorded before."""
         values = {
             "sector_identifier": sector_identifier,
             "sub": sub,
             "user_number": user_number,
             "first_at": now,
         }
-        if self._postgres:
-            await self.session.execute(pg_insert(subject).values(**values).on_conflict_do_nothing())
-        else:
-            await self.session.execute(sqlite_insert(subject).values(**values).on_conflict_do_nothing())
+        insert = pg_insert if self._postgres else sqlite_insert
+        statement = insert(subject).values(**values).on_conflict_do_nothing().returning(subject.c.sub)
+        return (await self.session.execute(statement)).scalar_one_or_none() is not None
 
     async def user_for_subject(self, sector_identifier: str, sub: str) -> str | None:
         statement = select(subject.c.user_number).where(

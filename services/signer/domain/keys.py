@@ -33,6 +33,7 @@ class Purpose(StrEnum):
     OCSP = "ocsp"
     ID_TOKEN = "id-token"  # noqa: S105 - a purpose name, not a secret
     RECEIPT = "receipt"
+    EXCHANGE = "exchange"  # the broker's signed provider requests and webhooks
     LOG = "log"
 
 
@@ -50,6 +51,7 @@ DEFAULT_CALLERS: dict[Purpose, tuple[str, ...]] = {
     Purpose.OCSP: ("ca",),
     Purpose.ID_TOKEN: ("idp",),
     Purpose.RECEIPT: ("consent",),
+    Purpose.EXCHANGE: ("broker",),
     Purpose.LOG: ALL_SERVICES,
 }
 PUBLISHED_STATES = (KeyState.NEXT, KeyState.ACTIVE, KeyState.RETIRED)

@@ -1,6 +1,7 @@
-"""The consent service's routes the idp calls, with its service token: the catalog, recipients
-and requests (RFC 9396 data access in the login) and effective consent (claim release). One client
-for both, so the idp keeps one connection pool to consent."""
+"""The consent service's routes other services call with their service token: the catalog,
+recipients and requests (the idp's RFC 9396 data access) and effective consent (the idp's claim
+release, the broker's fallback when its event-fed view is behind). One client per caller, so it
+keeps one connection pool to consent."""
 
 from __future__ import annotations
 

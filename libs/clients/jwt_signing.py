@@ -1,4 +1,5 @@
-"""JWTs signed by the signer's ``id-token`` keys (the private keys never leave the HSM).
+"""JWTs signed by a signer key purpose — the idp's ``id-token`` keys, the broker's ``exchange``
+keys (the private keys never leave the HSM).
 
 :class:`TokenSigner` builds the compact JWS itself — header ``{"alg", "kid", "typ"}``, payload —
 and asks the signer to sign the signing input with the active key of the algorithm (ES256 by
@@ -133,7 +134,7 @@ class TokenSigner:
             self._loaded_at = self.clock()
 
     async def jwks(self) -> dict[str, Any]:
-        """The JWK Set of the ``id-token`` keys (next, active, retired)."""
+        """The JWK Set of this purpose's keys (next, active, retired)."""
         await self._load()
         return self._jwks
 
