@@ -117,6 +117,7 @@ async def broker_resources(runtime: ServiceRuntime) -> AsyncIterator[BrokerServi
             exchanges=exchanges,
             exchange_log=ExchangeLog(runtime.db),
             exchange_keys=exchange_keys,
+            log_clients=frozenset(settings.log_clients),
         )
 
 

@@ -33,6 +33,9 @@ class BrokerSettings(ServiceSettings):
     # Parties call from few addresses (their servers); per-client quotas come on top.
     rate_limit_per_s: float = 2000.0
     rate_limit_burst: float = 4000.0
+    # Clients whose citizen tokens (scope broker:log) may read that citizen's whole exchange log:
+    # the platform's own apps only, since the log names every other party the citizen deals with.
+    log_clients: list[str] = Field(default_factory=list)
     # Each party's own budget of API calls (per client id, token bucket).
     client_rate_per_s: float = Field(default=500.0, gt=0)
     client_burst: float = Field(default=1000.0, gt=0)

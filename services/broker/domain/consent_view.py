@@ -28,6 +28,7 @@ from tsunagu.broker.store import repository as store
 from tsunagu.clients.consent import ConsentApi
 from tsunagu.clients.internal import UpstreamError
 from tsunagu.db import Database
+from tsunagu.db.engine import as_utc
 
 DECISION_TOPIC = "tsunagu.consent.decision"
 # Where the feeding consumer stands: (topic, partition) → monotonic time it was caught up, if it
@@ -59,9 +60,9 @@ def evaluate(
     for row in rows:
         if row["action"] != "decide" or row["purpose_code"] != purpose:
             continue
-        if not (row["effective_from"] <= at < row["valid_until"]):
+        if not (as_utc(row["effective_from"]) <= at < as_utc(row["valid_until"])):
             continue
-        if row["superseded_at"] is not None and row["superseded_at"] <= at:
+        if row["superseded_at"] is not None and as_utc(row["superseded_at"]) <= at:
             continue
         for item, value in row["items"].items():
             if value == "allow":

@@ -23,3 +23,4 @@ class BrokerServices:
     exchanges: Exchanges
     exchange_log: ExchangeLog
     exchange_keys: TokenSigner  # the ``exchange`` signing keys (JWKS for providers)
+    log_clients: frozenset[str] = frozenset()  # clients whose citizen tokens read the exchange log
