@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client import Counter
 
 from tsunagu.broker.api import routers
 from tsunagu.broker.api.deps import CATALOG_WRITE, LOG_READ, USAGE_READ
@@ -59,12 +60,19 @@ def _consent_view(runtime: ServiceRuntime, settings: BrokerSettings, consent: Co
         known = found.consumer.partitions_for_topic(topic)
         return len(known) if known else None
 
+    checks = Counter(
+        "tsunagu_broker_consent_checks",
+        "Consent checks by who answered: the event-fed view, or consent (the view was not fresh)",
+        ["source"],
+        registry=runtime.metrics.registry,
+    )
     return ConsentView(
         runtime.db,
         consent,
         max_age_s=settings.consent_view_max_age_ms / 1000,
         freshness=freshness,
         partitions=partitions,
+        answered=lambda source: checks.labels(source=source).inc(),
     )
 
 

@@ -82,6 +82,7 @@ class ConsentView:
         freshness: Freshness,
         partitions: PartitionCount,
         monotonic: Callable[[], float] = time.monotonic,
+        answered: Callable[[str], None] = lambda _source: None,
     ) -> None:
         self.db = db
         self.consent = consent
@@ -89,6 +90,7 @@ class ConsentView:
         self.freshness = freshness
         self.partitions = partitions
         self.monotonic = monotonic
+        self.answered = answered  # counts answers by source (metrics)
 
     def fresh_for(self, user_number: str) -> bool:
         """Whether the view holds every decision of this person recorded up to ``max_age_s`` ago."""
@@ -106,10 +108,12 @@ class ConsentView:
             rows = await store.decisions(session, user_number, recipient)
         from_view = evaluate(rows, purpose, items, at)
         if self.fresh_for(user_number):
+            self.answered("view")
             return Verdict(from_view, [i for i in items if i not in from_view], "view")
         try:
             answer = await self.consent.effective(user_number, recipient, items, purpose, at)
         except (UpstreamError, httpx.HTTPError) as error:
             raise ConsentUnavailable("consent cannot be asked now") from error
+        self.answered("consent")
         allowed = {item: from_view.get(item) for item in items if answer.get(item) == "allow"}
         return Verdict(allowed, [i for i in items if i not in allowed], "consent")
