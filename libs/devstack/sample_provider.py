@@ -112,3 +112,27 @@ async def serve(provider: SampleProvider, port: int = 0) -> tuple[web.AppRunner,
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     return runner, f"http://127.0.0.1:{port}/data"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a provider in its own process: ``python -m tsunagu.devstack.sample_provider
+    --client-id ID --broker-url URL --port N --records FILE`` (FILE: ``{sub: {item: value}}``)."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--client-id", required=True)
+    parser.add_argument("--broker-url", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--records", type=Path, required=True)
+    args = parser.parse_args(argv)
+    provider = SampleProvider(
+        client_id=args.client_id,
+        broker_url=args.broker_url,
+        records=json.loads(args.records.read_text(encoding="utf-8")),
+    )
+    web.run_app(provider.app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
