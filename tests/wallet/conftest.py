@@ -86,6 +86,7 @@ class Wallet:
             *args,
             cwd=self.home.parent,
             env=environment,
+            stdin=asyncio.subprocess.DEVNULL,  # no terminal: never a prompt
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
