@@ -95,12 +95,12 @@ class BrokerHarness:
     def auth(self, caller: str, audience: str) -> httpx.Auth:
         return service_auth(self.stack, caller, audience)
 
-    async def party(self, name: str, scopes: str = "broker:exchange") -> Party:
+    async def party(self, name: str, scopes: str = "broker:exchange", *, tenant: str = TENANT) -> Party:
         """An idp client of its own sector (``https://<name>.example``), a consent recipient."""
         rp = await register_rp(
             self.idp,
             self.auth("operator", "idp"),
-            tenant=TENANT,
+            tenant=tenant,
             redirect_uri=f"https://{name}.example/cb",
             grant_types=["authorization_code", "client_credentials"],
             scope=scopes,
