@@ -46,14 +46,14 @@ def month_of(at: datetime) -> str:
 
 
 def month_range(month: str) -> tuple[datetime, datetime]:
-    """[start, end) of a ``YYYY-MM`` month in JST; :class:`InvalidUsageQuery` if malformed."""
+    """[start, end) of a ``YYYY-MM`` month in JST (as UTC instants); :class:`InvalidUsageQuery` if malformed."""
     found = MONTH.match(month)
     if found is None:
         raise InvalidUsageQuery("month: YYYY-MM")
     year, number = int(found.group(1)), int(found.group(2))
     start = datetime(year, number, 1, tzinfo=JST)
     end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=JST)
-    return start, end
+    return start.astimezone(UTC), end.astimezone(UTC)  # SQLite compares without the offset
 
 
 class Usage:
