@@ -46,7 +46,7 @@ def month_of(at: datetime) -> str:
 
 
 def month_range(month: str) -> tuple[datetime, datetime]:
-    """[start, end) of a ``YYYY-MM`` month in JST (as UTC instants); :class:`InvalidUsageQuery` if malformed."""
+    """[start, end) of a ``YYYY-MM`` month in JST, as UTC instants; :class:`InvalidUsageQuery` if bad."""
     found = MONTH.match(month)
     if found is None:
         raise InvalidUsageQuery("month: YYYY-MM")
