@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from aiohttp import web
+from aiokafka import AIOKafkaConsumer
 from joserfc import jws
 from joserfc.jwk import KeySet
 
@@ -106,6 +107,30 @@ async def deliveries(broker: BrokerHarness, party: Party, state: str | None = No
     response = await broker.broker.get("/v1/deliveries", params=params, headers=party.bearer)
     assert response.status_code == 200, response.text
     return list(response.json()["deliveries"])
+
+
+async def event_about(
+    stack: RunningStack, topic: str, event_type: str, field: str, value: str, timeout_s: float = 20.0
+) -> dict[str, Any]:
+    """The first event of ``event_type`` on ``topic`` whose ``data[field] == value``."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=stack.broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=20,
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    event: dict[str, Any] = json.loads(record.value)
+                    if event["type"] == event_type and event["data"].get(field) == value:
+                        return event
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"no {event_type} with {field}={value}")
 
 
 async def citizen_with_card(stack: RunningStack, name: str) -> tuple[Enrolled, str]:

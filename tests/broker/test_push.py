@@ -18,6 +18,7 @@ from tests.broker.push_support import (
     Receiver,
     citizen_with_card,
     deliveries,
+    event_about,
     serve_receiver,
     subscribe,
     until,
@@ -155,6 +156,15 @@ async def test_a_failing_webhook_is_retried_then_dead_then_redelivered(
     assert letter["attempts"] == 3 and letter["last_error"] == "status 503" and letter["item"] == item
     await asyncio.sleep(0.5)
     assert len(hook.attempts) == 3 and hook.received == []  # bounded: no fourth attempt
+    event = await event_about(
+        broker.stack,
+        "tsunagu.broker.delivery",
+        "tsunagu.broker.delivery.dead",
+        "delivery_id",
+        letter["delivery_id"],
+    )
+    assert event["data"]["attempts"] == 3 and event["data"]["last_error"] == "status 503"
+    assert event["data"]["subscriber"] == hospital.client_id and "drug-1" not in json.dumps(event)
 
     # Another party cannot redeliver it; an unknown id is 404 too.
     other = await broker.party("other", "broker:subscribe")

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tsunagu.broker.domain.access_tokens_rfc9068 import AccessToken
 from tsunagu.broker.domain.catalog import Catalog, Item
-from tsunagu.broker.domain.consent_view import ConsentView
+from tsunagu.broker.domain.consent_view import ConsentView, Verdict
 from tsunagu.broker.domain.errors import UnknownItem, UnknownParty
 from tsunagu.broker.domain.exchanges import MAX_ITEMS, PURPOSE
 from tsunagu.broker.domain.parties import Parties
@@ -50,6 +50,7 @@ from tsunagu.events.schemas.jlis_sync import ResidentUpdatedV1
 RESIDENT_ADDRESS = "resident.address"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_URL = 2048
+FAN_OUT_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -194,14 +195,19 @@ class Push:
         whose subscriber holds consent now; returns how many."""
         subscriptions = await store.subscriptions_for_item(session, change.item.id)
         now = self.clock()
-        verdicts = await asyncio.gather(
-            *(
-                self.consent.check(
-                    change.user_number, s["subscriber"], s["purpose_code"], [change.item.id], now
+        bound = asyncio.Semaphore(FAN_OUT_CONCURRENCY)  # each check may take a connection
+
+        async def check(subscription: dict[str, Any]) -> Verdict:
+            async with bound:
+                return await self.consent.check(
+                    change.user_number,
+                    subscription["subscriber"],
+                    subscription["purpose_code"],
+                    [change.item.id],
+                    now,
                 )
-                for s in subscriptions
-            )
-        )
+
+        verdicts = await asyncio.gather(*(check(s) for s in subscriptions))
         rows: list[dict[str, Any]] = []
         events: list[DeliveryScheduledV1] = []
         for subscription, verdict in zip(subscriptions, verdicts, strict=True):
