@@ -177,7 +177,10 @@ class Deliveries:
             claimed = await store.claim(
                 session, now=now, lease_until=now + timedelta(seconds=self.policy.lease_s), limit=BATCH
             )
-        await asyncio.gather(*(self.attempt(row) for row in claimed))
+        outcomes = await asyncio.gather(*(self.attempt(row) for row in claimed), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):  # not settled: its lease runs out, it is retried
+                log.error("push delivery could not be settled", exc_info=outcome)
         return len(claimed)
 
     async def _purge(self, now: datetime) -> None:
