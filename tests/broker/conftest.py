@@ -36,12 +36,25 @@ ALLERGY_SCHEMA = {
     "required": ["allergens"],
 }
 TREATMENT = {"code": "treatment", "ja": "診療のため", "en": "For treatment"}
+# Push at test speed: short webhook timeout, few attempts, fast backoff, short claims, and usage
+# counters flushed every second (also given to a broker restarted by a test).
+PUSH_TEST_ENV = {
+    "TSUNAGU_BROKER_PUSH_TIMEOUT_S": "2",
+    "TSUNAGU_BROKER_PUSH_MAX_ATTEMPTS": "3",
+    "TSUNAGU_BROKER_PUSH_RETRY_INITIAL_S": "0.2",
+    "TSUNAGU_BROKER_PUSH_RETRY_MAX_S": "1",
+    "TSUNAGU_BROKER_PUSH_LEASE_S": "6",
+    "TSUNAGU_BROKER_PUSH_POLL_S": "0.2",
+    "TSUNAGU_BROKER_USAGE_FLUSH_S": "1",
+}
 
 
 @pytest.fixture(scope="session")
 def broker_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """The stack on PostgreSQL (one database per service, dropped afterwards)."""
-    with bench_stack(tmp_path_factory.mktemp("broker-stack"), sqlite=False) as stack:
+    with bench_stack(
+        tmp_path_factory.mktemp("broker-stack"), sqlite=False, service_environment=PUSH_TEST_ENV
+    ) as stack:
         yield stack
 
 
@@ -82,12 +95,12 @@ class BrokerHarness:
     def auth(self, caller: str, audience: str) -> httpx.Auth:
         return service_auth(self.stack, caller, audience)
 
-    async def party(self, name: str, scopes: str = "broker:exchange") -> Party:
+    async def party(self, name: str, scopes: str = "broker:exchange", *, tenant: str = TENANT) -> Party:
         """An idp client of its own sector (``https://<name>.example``), a consent recipient."""
         rp = await register_rp(
             self.idp,
             self.auth("operator", "idp"),
-            tenant=TENANT,
+            tenant=tenant,
             redirect_uri=f"https://{name}.example/cb",
             grant_types=["authorization_code", "client_credentials"],
             scope=scopes,

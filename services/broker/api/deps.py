@@ -45,6 +45,7 @@ def party_token(scope: str) -> Callable[[Request], Awaitable[AccessToken]]:
             raise InvalidToken("send exactly one Authorization header")
         token = await broker.tokens.verify(headers[0] if headers else None)
         broker.quotas.spend(token.client_id)
+        broker.usage.count_call(token.client_id)
         if scope not in token.scopes:
             raise InsufficientScope(scope)
         request.state.party = token.client_id
