@@ -2,14 +2,17 @@
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI
+from joserfc.jwk import ECKey
 
 from tsunagu.clients.ca import CaClient
 from tsunagu.clients.signer import BatchingSigner, SignerClient
 from tsunagu.consent.api import routers
+from tsunagu.consent.api.dashboard import LoginFirst, to_login
 from tsunagu.consent.api.deps import (
     DECISIONS_EXPORT,
     EFFECTIVE_READ,
@@ -18,12 +21,14 @@ from tsunagu.consent.api.deps import (
     ConsentServices,
 )
 from tsunagu.consent.domain.context import ConsentContext, ConsentPolicy
+from tsunagu.consent.domain.dashboard import Dashboard
 from tsunagu.consent.domain.decisions import Decisions
+from tsunagu.consent.domain.oidc_rp import ClientCredentials, OidcRelyingParty
 from tsunagu.consent.domain.queries import ConsentQueries
 from tsunagu.consent.domain.receipts import Receipts
 from tsunagu.consent.domain.requests import ConsentRequests
 from tsunagu.consent.events import consumers
-from tsunagu.consent.settings import ConsentSettings
+from tsunagu.consent.settings import ConsentSettings, DashboardSettings
 from tsunagu.consent.store.models import event_tables, metadata
 from tsunagu.service import ServiceRuntime, ServiceSpec, create_service_app, run_service
 
@@ -47,6 +52,35 @@ def _policy(settings: ConsentSettings) -> ConsentPolicy:
     )
 
 
+def _dashboard(
+    settings: DashboardSettings,
+    http: httpx.AsyncClient,
+    context: ConsentContext,
+    requests: ConsentRequests,
+    queries: ConsentQueries,
+) -> Dashboard | None:
+    if not settings.enabled:
+        return None
+    assert settings.issuer and settings.client_id and settings.redirect_uri
+    key = None
+    if settings.client_key_file is not None:
+        key = ECKey.import_key(settings.client_key_file.read_bytes())
+        key.ensure_kid()
+    secret = settings.client_secret.get_secret_value() if settings.client_secret else None
+    rp = OidcRelyingParty(
+        http, settings.issuer, ClientCredentials(settings.client_id, key, secret), settings.redirect_uri
+    )
+    return Dashboard(
+        context,
+        rp,
+        requests,
+        queries,
+        session_ttl_s=settings.session_ttl_s,
+        login_ttl_s=settings.login_ttl_s,
+        change_ttl_s=settings.change_ttl_s,
+    )
+
+
 @asynccontextmanager
 async def consent_resources(runtime: ServiceRuntime) -> AsyncIterator[ConsentServices | None]:
     settings = runtime.settings
@@ -65,12 +99,14 @@ async def consent_resources(runtime: ServiceRuntime) -> AsyncIterator[ConsentSer
         receipts=Receipts(signer, batching),
         policy=_policy(settings),
     )
-    try:
-        yield ConsentServices(ConsentRequests(context), Decisions(context), ConsentQueries(context))
-    finally:
-        await batching.aclose()
-        await signer.aclose()
-        await ca.aclose()
+    requests, queries = ConsentRequests(context), ConsentQueries(context)
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(ca.aclose)
+        stack.push_async_callback(signer.aclose)
+        stack.push_async_callback(batching.aclose)
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+        dashboard = _dashboard(settings.dashboard, http, context, requests, queries)
+        yield ConsentServices(requests, Decisions(context), queries, dashboard)
 
 
 def service_spec(settings: ConsentSettings) -> ServiceSpec:
@@ -85,6 +121,7 @@ def service_spec(settings: ConsentSettings) -> ServiceSpec:
         consumers=consumers(event_tables),
         grants=GRANTS,
         resources=consent_resources,
+        exception_handlers={LoginFirst: to_login},
     )
 
 
