@@ -1,8 +1,11 @@
 """Tsunagu consent: dynamic opt-in — signed, revocable, auditable consent records."""
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -29,10 +32,15 @@ from tsunagu.consent.domain.receipts import Receipts
 from tsunagu.consent.domain.requests import ConsentRequests
 from tsunagu.consent.events import consumers
 from tsunagu.consent.settings import ConsentSettings, DashboardSettings
+from tsunagu.consent.store import dashboard as dashboard_store
+from tsunagu.consent.store import repository
 from tsunagu.consent.store.models import event_tables, metadata
 from tsunagu.service import ServiceRuntime, ServiceSpec, create_service_app, run_service
+from tsunagu.service.runtime import pause
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
+# Anonymous callers create a row per dashboard login: a tighter per-address budget there.
+DASHBOARD_LOGIN_PATHS = ("/dashboard/login", "/dashboard/callback")
 # permission → service callers allowed (deny by default)
 GRANTS: dict[str, list[str]] = {
     RECIPIENTS_WRITE: ["operator", "idp"],
@@ -50,6 +58,19 @@ def _policy(settings: ConsentSettings) -> ConsentPolicy:
         request_ttl_s=settings.request_ttl_s,
         max_validity_days=settings.max_validity_days,
     )
+
+
+async def _housekeeping(runtime: ServiceRuntime, stopping: asyncio.Event, interval_s: float = 300.0) -> None:
+    """Spent records go: wallet query jti past their freshness, expired dashboard sessions."""
+    while not stopping.is_set():
+        try:
+            async with runtime.db.transaction() as session:
+                now = datetime.now(UTC)
+                await repository.forget_expired_jti(session, now)
+                await dashboard_store.forget_expired_sessions(session, now)
+        except Exception:
+            log.warning("consent housekeeping failed; retrying later", exc_info=True)
+        await pause(stopping, interval_s)
 
 
 def _dashboard(
@@ -106,7 +127,14 @@ async def consent_resources(runtime: ServiceRuntime) -> AsyncIterator[ConsentSer
         stack.push_async_callback(batching.aclose)
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
         dashboard = _dashboard(settings.dashboard, http, context, requests, queries)
-        yield ConsentServices(requests, Decisions(context), queries, dashboard)
+        stopping = asyncio.Event()
+        housekeeping = asyncio.create_task(_housekeeping(runtime, stopping), name="consent-housekeeping")
+        try:
+            yield ConsentServices(requests, Decisions(context), queries, dashboard)
+        finally:
+            stopping.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(housekeeping, 10)
 
 
 def service_spec(settings: ConsentSettings) -> ServiceSpec:
@@ -122,6 +150,10 @@ def service_spec(settings: ConsentSettings) -> ServiceSpec:
         grants=GRANTS,
         resources=consent_resources,
         exception_handlers={LoginFirst: to_login},
+        strict_rate_limits={
+            path: (settings.dashboard.login_rate_per_s, settings.dashboard.login_burst)
+            for path in DASHBOARD_LOGIN_PATHS
+        },
     )
 
 

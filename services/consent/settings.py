@@ -25,6 +25,9 @@ class DashboardSettings(BaseModel):
     login_ttl_s: int = Field(default=600, gt=0, le=3600)
     # How long a change the dashboard asks for waits for the wallet's signature.
     change_ttl_s: int = Field(default=900, gt=0, le=86_400)
+    # Per client address, on login and callback (each login start writes a row).
+    login_rate_per_s: float = Field(default=2.0, gt=0)
+    login_burst: float = Field(default=30.0, gt=0)
 
     @property
     def enabled(self) -> bool:

@@ -281,6 +281,7 @@ async def test_the_dashboard_speaks_english_when_asked(
     tmp_path: Path,
 ) -> None:
     await grant(board, citizen, {ALLERGY: True})
+    asked = await board.consent.ask(citizen.user_number, HOSPITAL_A, {NAME: True})
     english = await open_page(locale="en-US")
     page = english.page
     async with screenshot_on_failure(english, tmp_path, "dashboard-en"):
@@ -292,6 +293,24 @@ async def test_the_dashboard_speaks_english_when_asked(
         assert await page.evaluate("() => document.documentElement.lang") == "en"
         assert "Allergies" in await page.locator("#grants").inner_text()
         assert "Hospital A" in await page.locator("#grants").inner_text()
+
+        # A pending request of hospital A: answered from the dashboard, signed in the wallet.
+        pending = page.locator(f'#pending li[data-request="{asked["request_id"]}"]')
+        assert "Name" in await pending.inner_text()
+        await pending.get_by_role("link").click()
+        await page.wait_for_url(f"{board.url}/dashboard/requests/{asked['request_id']}")
+        assert "Waiting for your signature" in await page.locator("#status").inner_text()
+        assert await page.locator(f'#requested li[data-item="{NAME}"]').inner_text() == "Name"
+        await english.screenshot(tmp_path / "sign-en.png")
+        request = next(
+            entry
+            for entry in await wallet.fetch_requests(board.consent.client, citizen)
+            if entry["request_id"] == asked["request_id"]
+        )
+        await wallet.decide(board.consent.client, citizen, request, {NAME: True})
+        await page.wait_for_url(f"{board.url}/dashboard", timeout=15_000)
+        assert "No requests are waiting" in await page.locator("#pending").inner_text()
+        assert "Name" in await page.locator("#grants").inner_text()
         # The toggle switches to Japanese and the session remembers it.
         await page.locator("#lang-toggle").click()
         await page.wait_for_load_state()

@@ -118,6 +118,8 @@ async def callback(request: Request, board: Dashboard = Depends(dashboard)) -> R
     try:
         if query.get("error") or not query.get("code"):
             raise _Declined(query.get("error") or "missing code")
+        if "iss" in query and query["iss"] != board.rp.issuer:  # RFC 9207: another issuer's answer
+            raise _Declined("the answer names another issuer")
         secret, _opened = await board.finish_login(
             request.cookies.get(COOKIE), query.get("state") or "", query["code"]
         )
