@@ -390,7 +390,16 @@ async def test_a_post_without_the_csrf_token_is_403_and_writes_nothing(
         assert page.headers["cache-control"] == "no-store" and page.headers["x-frame-options"] == "DENY"
         token = re.search(r'name="csrf" value="([^"]+)"', page.text)
         assert token is not None
-        made = await browser.post(f"{board.url}/dashboard/changes", data={**form, "csrf": token.group(1)})
+        csrf = token.group(1)
+        for bad, status, code in (
+            ({f"item:{ALLERGY}": "allow"}, 409, "nothing-to-change"),
+            ({f"item:{NAME}": "deny"}, 400, "invalid-change"),
+            ({"recipient": "hospital-b"}, 404, "grant-not-found"),
+        ):
+            refused = await browser.post(f"{board.url}/dashboard/changes", data={**form, "csrf": csrf, **bad})
+            assert refused.status_code == status and f">{code}<" in refused.text, (bad, refused.text)
+        assert await board.rows("consent_request") == requests_before
+        made = await browser.post(f"{board.url}/dashboard/changes", data={**form, "csrf": csrf})
         assert made.status_code == 303 and made.headers["location"].startswith("/dashboard/requests/")
         assert len(await board.rows("consent_request")) == len(requests_before) + 1
 
