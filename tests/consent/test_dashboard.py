@@ -11,6 +11,7 @@ The dashboard is registered at the idp as a confidential client (private_key_jwt
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -402,6 +403,21 @@ async def test_a_post_without_the_csrf_token_is_403_and_writes_nothing(
         made = await browser.post(f"{board.url}/dashboard/changes", data={**form, "csrf": csrf})
         assert made.status_code == 303 and made.headers["location"].startswith("/dashboard/requests/")
         assert len(await board.rows("consent_request")) == len(requests_before) + 1
+
+        # The cookie is an opaque id; the row keeps only its SHA-256. Logging out ends it.
+        cookie = browser.cookies["tsunagu_dashboard"]
+        sessions = await board.rows("dashboard_session")
+        assert [row["id_sha256"] for row in sessions if row["user_number"] == citizen.user_number] == [
+            hashlib.sha256(cookie.encode()).hexdigest()
+        ]
+        assert all(cookie not in str(row) for row in sessions)
+        out = await browser.post(f"{board.url}/dashboard/logout", data={"csrf": csrf})
+        assert out.status_code == 200 and 'id="logged-out"' in out.text
+        assert "tsunagu_dashboard" not in browser.cookies
+        assert all(row["user_number"] is None for row in await board.rows("dashboard_session"))
+    async with httpx.AsyncClient(timeout=30, cookies={"tsunagu_dashboard": cookie}) as replay:
+        again = await replay.get(f"{board.url}/dashboard")
+        assert again.status_code == 303 and again.headers["location"] == "/dashboard/login"
 
 
 async def test_another_persons_request_is_404(
