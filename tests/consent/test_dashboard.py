@@ -177,14 +177,29 @@ async def http_login(
     assert landed.status_code == 303 and landed.headers["location"] == "/dashboard", landed.text
 
 
+# dashboard → idp → login page → wallet → idp → callback → dashboard crosses three servers on a
+# shared machine: the browser steps get more than the fixture's 10 s default.
+FLOW_TIMEOUT_MS = 30_000
+
+
+async def open_dashboard(page: BrowserPage, url: str) -> None:
+    """Navigate without waiting for "load" of the page at the end of the redirects (the idp's
+    login page keeps an event stream open); callers wait for the URL they expect."""
+    page.page.set_default_timeout(FLOW_TIMEOUT_MS)
+    await page.page.goto(url, wait_until="commit")
+
+
 @asynccontextmanager
 async def screenshot_on_failure(page: BrowserPage, directory: Path, name: str) -> AsyncIterator[None]:
     """Keep a picture of the page when the block fails (the path is in the failure)."""
     try:
         yield
     except BaseException as failure:
-        shot = await page.screenshot(directory / f"{name}-failure.png")
-        failure.add_note(f"screenshot: {shot}; url: {page.page.url}")
+        try:
+            shot = await page.screenshot(directory / f"{name}-failure.png")
+            failure.add_note(f"screenshot: {shot}; url: {page.page.url}")
+        except Exception as missed:  # a hung page must not hide the failure itself
+            failure.add_note(f"no screenshot ({missed.__class__.__name__}); url: {page.page.url}")
         raise
 
 
@@ -204,8 +219,8 @@ async def test_a_citizen_logs_in_sees_grants_and_changes_one_signed_in_the_walle
     page = browser_page.page
     async with screenshot_on_failure(browser_page, tmp_path, "dashboard"):
         # No session: the dashboard sends the browser to the idp's login page (QR code there).
-        await browser_page.goto(f"{board.url}/dashboard")
-        login_url = await browser_page.wait_for_url_prefix(f"{board.idp_url}/login/")
+        await open_dashboard(browser_page, f"{board.url}/dashboard")
+        login_url = await browser_page.wait_for_url_prefix(f"{board.idp_url}/login/", timeout_s=30)
         authorize = next(url for url in browser_page.navigations if "/authorize?" in url)
         asked = _query(authorize)
         assert asked["code_challenge_method"] == ["S256"] and asked["ui_locales"] == ["ja"]
@@ -250,7 +265,7 @@ async def test_a_citizen_logs_in_sees_grants_and_changes_one_signed_in_the_walle
         pending = await wallet.fetch_requests(board.consent.client, citizen)
         request = next(entry for entry in pending if entry["request_id"] == request_id)
         await wallet.decide(board.consent.client, citizen, request, {ALLERGY: False, NAME: True})
-        await page.wait_for_url(f"{board.url}/dashboard", timeout=15_000)
+        await page.wait_for_url(f"{board.url}/dashboard", timeout=FLOW_TIMEOUT_MS)
         recipient = page.locator(f'.recipient[data-recipient="{HOSPITAL_A}"]')
         allergy = recipient.locator(f'tr[data-item="{ALLERGY}"] td[data-value]')
         assert await allergy.get_attribute("data-value") == "deny"
@@ -286,8 +301,8 @@ async def test_the_dashboard_speaks_english_when_asked(
     english = await open_page(locale="en-US")
     page = english.page
     async with screenshot_on_failure(english, tmp_path, "dashboard-en"):
-        await english.goto(f"{board.url}/dashboard")
-        login_url = await english.wait_for_url_prefix(f"{board.idp_url}/login/")
+        await open_dashboard(english, f"{board.url}/dashboard")
+        login_url = await english.wait_for_url_prefix(f"{board.idp_url}/login/", timeout_s=30)
         assert _query(next(u for u in english.navigations if "/authorize?" in u))["ui_locales"] == ["en"]
         await approve_login(idp_wallet, urlsplit(login_url).path.removeprefix("/login/"), citizen)
         await page.wait_for_url(f"{board.url}/dashboard")
@@ -309,7 +324,7 @@ async def test_the_dashboard_speaks_english_when_asked(
             if entry["request_id"] == asked["request_id"]
         )
         await wallet.decide(board.consent.client, citizen, request, {NAME: True})
-        await page.wait_for_url(f"{board.url}/dashboard", timeout=15_000)
+        await page.wait_for_url(f"{board.url}/dashboard", timeout=FLOW_TIMEOUT_MS)
         assert "No requests are waiting" in await page.locator("#pending").inner_text()
         assert "Name" in await page.locator("#grants").inner_text()
         # The toggle switches to Japanese and the session remembers it.
