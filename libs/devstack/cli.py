@@ -51,6 +51,7 @@ def _up(args: argparse.Namespace) -> int:
         _say("すべてのサービスが準備完了 / all services ready:")
         for name, url in stack.urls.items():
             _say(f"  {name:<10} {url}   ({url}/openapi.json)")
+        _say(f"  dashboard  {stack.dashboard_url}   (市民の同意の管理 / the citizen's consent dashboard)")
         _say(f"  logs       {config.state_dir / 'logs'}")
         ok = True
         if args.demo or args.exit_after_demo:

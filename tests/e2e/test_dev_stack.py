@@ -53,6 +53,8 @@ def test_dev_up_runs_the_demo_on_sqlite_and_leaves_nothing_running(tmp_path: Pat
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    consent_port = base + 3
+    assert f"dashboard  http://127.0.0.1:{consent_port}/dashboard" in result.stdout
     for service in ("signer", "idp", "consent", "broker", "jlis-sync"):
         assert f"✓ {service}" in result.stdout
     assert "ca issued a root certificate through the signer" in result.stdout
