@@ -204,6 +204,8 @@ def _service_env(
             {
                 prefix + "SIGNER_URL": f"http://127.0.0.1:{config.base_port}",
                 prefix + "CA_URL": f"http://127.0.0.1:{config.base_port + list(SERVICES).index('ca')}",
+                prefix
+                + "BROKER_URL": f"http://127.0.0.1:{config.base_port + list(SERVICES).index('broker')}",
             }
         )
     if service == "broker":

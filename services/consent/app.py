@@ -12,6 +12,7 @@ import httpx
 from fastapi import FastAPI
 from joserfc.jwk import ECKey
 
+from tsunagu.clients.broker import BrokerClient
 from tsunagu.clients.ca import CaClient
 from tsunagu.clients.signer import BatchingSigner, SignerClient
 from tsunagu.consent.api import routers
@@ -79,6 +80,8 @@ def _dashboard(
     context: ConsentContext,
     requests: ConsentRequests,
     queries: ConsentQueries,
+    *,
+    broker: BrokerClient | None,
 ) -> Dashboard | None:
     if not settings.enabled:
         return None
@@ -99,6 +102,7 @@ def _dashboard(
         session_ttl_s=settings.session_ttl_s,
         login_ttl_s=settings.login_ttl_s,
         change_ttl_s=settings.change_ttl_s,
+        broker=broker,
     )
 
 
@@ -126,7 +130,10 @@ async def consent_resources(runtime: ServiceRuntime) -> AsyncIterator[ConsentSer
         stack.push_async_callback(signer.aclose)
         stack.push_async_callback(batching.aclose)
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-        dashboard = _dashboard(settings.dashboard, http, context, requests, queries)
+        broker = BrokerClient(settings.broker_url, runtime.issuer) if settings.broker_url else None
+        if broker is not None:
+            stack.push_async_callback(broker.aclose)
+        dashboard = _dashboard(settings.dashboard, http, context, requests, queries, broker=broker)
         stopping = asyncio.Event()
         housekeeping = asyncio.create_task(_housekeeping(runtime, stopping), name="consent-housekeeping")
         try:

@@ -43,6 +43,8 @@ class ConsentSettings(ServiceSettings):
     port: int = 8104
     signer_url: str = "http://127.0.0.1:8101"
     ca_url: str = "http://127.0.0.1:8102"
+    # The dashboard's exchange log page reads the broker (unset: the page says it is unavailable).
+    broker_url: str | None = None
     # A decision's signing time (and a wallet query's iat) may be at most this old; nonces and
     # query jti are refused for ever / for as long.
     max_signature_age_s: int = Field(default=300, gt=0, le=3600)

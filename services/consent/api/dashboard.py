@@ -152,6 +152,15 @@ async def history(
     return _page(current, "history.html", decisions=found["decisions"], names=found["names"])
 
 
+@router.get("/exchanges")
+async def exchanges(
+    board: Dashboard = Depends(dashboard), current: DashboardSession = Depends(page_session)
+) -> Response:
+    """The exchange log: which party received which items of this person, or was refused."""
+    found = await board.exchanges(current)
+    return _page(current, "exchanges.html", **found)
+
+
 @router.post("/changes")
 async def request_change(request: Request, board: Dashboard = Depends(dashboard)) -> Response:
     """Form: recipient, purpose, ``item:<id>`` = allow|deny → a request the wallet signs."""
