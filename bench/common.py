@@ -169,7 +169,7 @@ def bench_stack(
         kafka_port=kafka,
         base_port=base,
         jlis_port=free_port_outside(base, kafka),
-        log_level="WARNING",
+        log_level=os.environ.get("TSUNAGU_BENCH_LOG_LEVEL", "WARNING"),
         crl_interval_s=3600.0,
     )
     with environment(service_environment or {}):
