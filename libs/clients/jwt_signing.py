@@ -22,7 +22,7 @@ import binascii
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from joserfc import jws
 from joserfc.errors import JoseError
@@ -33,6 +33,15 @@ from tsunagu.clients.signer import BatchingSigner, SignerClient
 
 SIGNING_ALGORITHMS = ("ES256", "RS256")
 PUBLISHED = ("next", "active", "retired")
+
+
+class JwtSigner(Protocol):
+    """What signs our JWTs and publishes their keys: :class:`TokenSigner` (each JWT signed in the
+    HSM), or a signer with a key the HSM delegated (the broker's)."""
+
+    async def sign_jwt(self, claims: dict[str, Any], *, typ: str, alg: str = "ES256") -> str: ...
+
+    async def jwks(self) -> dict[str, Any]: ...
 
 
 class NoSigningKey(Exception):

@@ -26,8 +26,37 @@ from joserfc.jwk import KeySet
 from tsunagu.devstack.ports import free_port_block
 
 REQUEST_TYP = "tsunagu-data-request+jwt"
+DELEGATION_TYP = "tsunagu-key-delegation+jwt"
 MAX_REQUEST_BYTES = 16_384
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+
+
+def trusted_keys(jwks: dict[str, Any], issuer: str) -> KeySet:
+    """The broker's HSM keys, plus each delegated key whose delegation one of them signed (typ,
+    issuer, ``sub`` = the key's kid, the same key, not expired); other keys are ignored."""
+    hsm = [k for k in jwks.get("keys", []) if "tsunagu_delegation" not in k]
+    anchors = KeySet.import_key_set({"keys": hsm})
+    trusted = list(hsm)
+    for key in jwks.get("keys", []):
+        delegation = key.get("tsunagu_delegation")
+        if not isinstance(delegation, str):
+            continue
+        try:
+            verified = jws.deserialize_compact(delegation, anchors, algorithms=["ES256", "RS256"])
+            claims = json.loads(verified.payload)
+        except (JoseError, ValueError):
+            continue
+        public = {k: v for k, v in key.items() if k != "tsunagu_delegation"}
+        if (
+            verified.headers().get("typ") == DELEGATION_TYP
+            and claims.get("iss") == issuer
+            and claims.get("sub") == key.get("kid")
+            and claims.get("jwk") == public
+            and isinstance(claims.get("exp"), int)
+            and claims["exp"] > time.time()
+        ):
+            trusted.append(public)
+    return KeySet.import_key_set({"keys": trusted})
 
 
 @dataclass
@@ -45,7 +74,7 @@ class SampleProvider:
         if self._keys is None or refresh:
             async with session.get(f"{self.broker_url}/v1/jwks") as response:
                 response.raise_for_status()
-                self._keys = KeySet.import_key_set(await response.json())
+                self._keys = trusted_keys(await response.json(), self.broker_url)
         return self._keys
 
     async def verify(self, session: aiohttp.ClientSession, token: str) -> dict[str, Any]:

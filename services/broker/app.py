@@ -19,6 +19,7 @@ from tsunagu.broker.domain.access_tokens_rfc9068 import AccessTokenVerifier
 from tsunagu.broker.domain.catalog import Catalog
 from tsunagu.broker.domain.consent_view import ConsentView
 from tsunagu.broker.domain.context import BrokerServices
+from tsunagu.broker.domain.delegated_keys import DelegatedSigner
 from tsunagu.broker.domain.deliveries import Deliveries, DeliveryPolicy
 from tsunagu.broker.domain.exchange_log import ExchangeLog
 from tsunagu.broker.domain.exchanges import Exchanges
@@ -34,7 +35,7 @@ from tsunagu.broker.store.models import event_tables, metadata
 from tsunagu.clients.consent import ConsentApi
 from tsunagu.clients.idp import IdpClient
 from tsunagu.clients.jlis_sync import JlisSyncClient
-from tsunagu.clients.jwt_signing import TokenSigner
+from tsunagu.clients.jwt_signing import JwtSigner, TokenSigner
 from tsunagu.clients.signer import BatchingSigner, SignerClient
 from tsunagu.events import EventConsumer, GroupCommit
 from tsunagu.service import ServiceRuntime, ServiceSpec, create_service_app, run_service
@@ -109,7 +110,10 @@ async def broker_resources(
         batching = BatchingSigner(signer)
         for client in (idp, consent, signer, jlis, batching):
             stack.push_async_callback(client.aclose)
-        exchange_keys = TokenSigner(signer, batching, purpose="exchange")
+        # Exchanges and webhooks are signed in memory with a key the HSM's exchange key delegated.
+        exchange_keys = DelegatedSigner(
+            TokenSigner(signer, batching, purpose="exchange"), runtime.db, issuer=settings.resource
+        )
         parties = Parties(runtime.db, idp)
         catalog = Catalog(runtime.db)
         consent_view = _consent_view(runtime, settings, consent)
@@ -172,7 +176,7 @@ def _push_and_usage(
     catalog: Catalog,
     consent: ConsentView,
     outside: httpx.AsyncClient,
-    signer: TokenSigner,
+    signer: JwtSigner,
     jlis: JlisSyncClient,
 ) -> tuple[Push, Deliveries, Usage]:
     policy = DeliveryPolicy(

@@ -18,10 +18,12 @@ import httpx
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from joserfc import jws
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from tests.broker.conftest import PUSH_TEST_ENV, BrokerHarness, Party
 from tsunagu.devstack.ports import free_port_block
+from tsunagu.devstack.sample_provider import trusted_keys
 from tsunagu.devstack.stack import RunningStack, _service_env
 from tsunagu.wallet import Enrolled, SandboxCard, enroll
 
@@ -45,11 +47,18 @@ class Receiver:
     url: str = ""
     _keys: KeySet | None = None
 
+    async def _load_keys(self) -> KeySet:
+        async with httpx.AsyncClient() as client:
+            jwks = (await client.get(f"{self.broker_url}/v1/jwks")).json()
+        self._keys = trusted_keys(jwks, self.broker_url)
+        return self._keys
+
     async def _verify(self, token: str) -> dict[str, Any]:
-        if self._keys is None:
-            async with httpx.AsyncClient() as client:
-                self._keys = KeySet.import_key_set((await client.get(f"{self.broker_url}/v1/jwks")).json())
-        verified = jws.deserialize_compact(token, self._keys, algorithms=["ES256", "RS256"])
+        keys = self._keys or await self._load_keys()
+        try:
+            verified = jws.deserialize_compact(token, keys, algorithms=["ES256", "RS256"])
+        except JoseError:  # a key delegated since (a restarted broker): read the JWKS again once
+            verified = jws.deserialize_compact(token, await self._load_keys(), algorithms=["ES256", "RS256"])
         assert verified.headers()["typ"] == PUSH_TYP
         claims: dict[str, Any] = json.loads(verified.payload)
         assert claims["aud"] == self.client_id and claims["iss"] == self.broker_url

@@ -14,7 +14,7 @@ from tsunagu.broker.domain.parties import Parties
 from tsunagu.broker.domain.push import Push
 from tsunagu.broker.domain.quotas import ClientQuotas
 from tsunagu.broker.domain.usage import Usage
-from tsunagu.clients.jwt_signing import TokenSigner
+from tsunagu.clients.jwt_signing import JwtSigner
 
 
 @dataclass
@@ -25,7 +25,7 @@ class BrokerServices:
     catalog: Catalog
     exchanges: Exchanges
     exchange_log: ExchangeLog
-    exchange_keys: TokenSigner  # the ``exchange`` signing keys (JWKS for providers)
+    exchange_keys: JwtSigner  # the ``exchange`` signing keys (JWKS for providers)
     push: Push  # subscriptions and changes in
     deliveries: Deliveries  # webhooks out, the dead-letter store
     usage: Usage  # metering

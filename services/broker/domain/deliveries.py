@@ -39,7 +39,7 @@ from tsunagu.broker.store import push as store
 from tsunagu.broker.store.repository import add_exchanges
 from tsunagu.clients.internal import UpstreamError
 from tsunagu.clients.jlis_sync import JlisSyncClient
-from tsunagu.clients.jwt_signing import TokenSigner
+from tsunagu.clients.jwt_signing import JwtSigner
 from tsunagu.db import Database
 from tsunagu.events import Outbox
 from tsunagu.events.schemas.broker import DeliveryDeadV1, ExchangeCompletedV1, ExchangeDeniedV1
@@ -102,7 +102,7 @@ class Deliveries:
         parties: Parties,
         catalog: Catalog,
         consent: ConsentView,
-        signer: TokenSigner,
+        signer: JwtSigner,
         jlis: JlisSyncClient,
         http: httpx.AsyncClient,
         issuer: str,

@@ -25,7 +25,7 @@ import httpx
 from tsunagu.broker.domain.errors import ProviderFailed, ProviderTimeout
 from tsunagu.clients.internal import UpstreamError
 from tsunagu.clients.jlis_sync import JlisSyncClient
-from tsunagu.clients.jwt_signing import TokenSigner
+from tsunagu.clients.jwt_signing import JwtSigner
 
 REQUEST_TYP = "tsunagu-data-request+jwt"
 JLIS_SYNC = "jlis-sync"  # the internal provider of resident.* items
@@ -56,7 +56,7 @@ class Providers:
         self,
         *,
         http: aiohttp.ClientSession,
-        signer: TokenSigner,
+        signer: JwtSigner,
         jlis: JlisSyncClient,
         issuer: str,
         timeout_s: float,

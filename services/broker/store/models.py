@@ -181,3 +181,16 @@ usage_citizen = Table(
     Column("month", String(7), primary_key=True),
     Column("user_number", String(16), primary_key=True),
 )
+
+# -- delegated signing keys (domain/delegated_keys.py) --------------------------------------------
+
+# Each replica's in-memory signing key, certified by the HSM's ``exchange`` key: public JWK and the
+# delegation JWT, published at /v1/jwks until ``not_after``. Never a private key.
+signing_delegation = Table(
+    "signing_delegation",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("jwk", JSON, nullable=False),
+    Column("delegation", Text, nullable=False),
+    Column("not_after", DateTime(timezone=True), nullable=False, index=True),
+)

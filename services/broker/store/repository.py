@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tsunagu.broker.store.models import catalog_item, consent_decision, exchange, party, subject
+from tsunagu.broker.store.models import (
+    catalog_item,
+    consent_decision,
+    exchange,
+    party,
+    signing_delegation,
+    subject,
+)
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -131,3 +138,21 @@ async def exchanges_of(
         statement = statement.where(exchange.c.at < before)
     statement = statement.order_by(exchange.c.at.desc(), exchange.c.id.desc()).limit(limit)
     return [dict(row._mapping) for row in await session.execute(statement)]
+
+
+# -- delegated signing keys ---------------------------------------------------------------------
+
+
+async def add_delegation(session: AsyncSession, values: dict[str, Any]) -> None:
+    """Publish a delegated key; forget those expired for a day (nothing verifies with them)."""
+    await session.execute(
+        delete(signing_delegation).where(
+            signing_delegation.c.not_after < values["not_after"] - timedelta(days=1, hours=1)
+        )
+    )
+    await session.execute(signing_delegation.insert().values(**values))
+
+
+async def delegations(session: AsyncSession, now: datetime) -> list[dict[str, Any]]:
+    statement = select(signing_delegation).where(signing_delegation.c.not_after > now)
+    return [dict(row._mapping) for row in await session.execute(statement.order_by(signing_delegation.c.kid))]
