@@ -1,6 +1,8 @@
 """Tsunagu broker: the data linkage platform — consented personal data exchange, push, non-personal
 data, exchange log, metering."""
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -17,6 +19,7 @@ from tsunagu.broker.domain.consent_view import ConsentView
 from tsunagu.broker.domain.context import BrokerServices
 from tsunagu.broker.domain.exchange_log import ExchangeLog
 from tsunagu.broker.domain.exchanges import Exchanges
+from tsunagu.broker.domain.ngsild import ContextBroker, Datasets, NotificationSender, Subscriptions
 from tsunagu.broker.domain.parties import Parties
 from tsunagu.broker.domain.providers import Providers
 from tsunagu.broker.domain.quotas import ClientQuotas
@@ -104,6 +107,7 @@ async def broker_resources(runtime: ServiceRuntime) -> AsyncIterator[BrokerServi
             ),
             log=GroupCommit(runtime.db, runtime.outbox, write_rows=store.add_exchanges),
         )
+        ngsild = await stack.enter_async_context(_ngsild(runtime))
         yield BrokerServices(
             tokens=AccessTokenVerifier(
                 issuer=settings.idp_issuer,
@@ -117,7 +121,25 @@ async def broker_resources(runtime: ServiceRuntime) -> AsyncIterator[BrokerServi
             exchanges=exchanges,
             exchange_log=ExchangeLog(runtime.db),
             exchange_keys=exchange_keys,
+            ngsild=ngsild,
         )
+
+
+@asynccontextmanager
+async def _ngsild(runtime: ServiceRuntime) -> AsyncIterator[ContextBroker]:
+    """Non-personal data, and the loop that sends its subscriptions' notifications."""
+    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as http:
+        sender = NotificationSender(runtime.db, http)
+        datasets = Datasets(runtime.db)
+        broker = ContextBroker(runtime.db, datasets, Subscriptions(runtime.db, datasets), sender.queued.set)
+        stopping = asyncio.Event()
+        loop = asyncio.create_task(sender.run(stopping), name="broker-ngsild-notifications")
+        try:
+            yield broker
+        finally:
+            stopping.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(loop, 10)
 
 
 def service_spec(settings: BrokerSettings) -> ServiceSpec:

@@ -4,5 +4,6 @@ from fastapi import APIRouter
 
 from tsunagu.broker.api.catalog import router as catalog_router
 from tsunagu.broker.api.exchanges import router as exchanges_router
+from tsunagu.broker.api.ngsild import router as ngsild_router
 
-routers: list[APIRouter] = [catalog_router, exchanges_router]
+routers: list[APIRouter] = [catalog_router, exchanges_router, ngsild_router]

@@ -9,6 +9,7 @@ from tsunagu.broker.domain.access_tokens_rfc9068 import AccessTokenVerifier
 from tsunagu.broker.domain.catalog import Catalog
 from tsunagu.broker.domain.exchange_log import ExchangeLog
 from tsunagu.broker.domain.exchanges import Exchanges
+from tsunagu.broker.domain.ngsild import ContextBroker
 from tsunagu.broker.domain.parties import Parties
 from tsunagu.broker.domain.quotas import ClientQuotas
 from tsunagu.clients.jwt_signing import TokenSigner
@@ -23,3 +24,4 @@ class BrokerServices:
     exchanges: Exchanges
     exchange_log: ExchangeLog
     exchange_keys: TokenSigner  # the ``exchange`` signing keys (JWKS for providers)
+    ngsild: ContextBroker  # non-personal data (NGSI-LD subset)
