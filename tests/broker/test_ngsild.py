@@ -8,17 +8,16 @@ from typing import Any
 
 import pytest
 
-from tests.broker.ngsild_support import (
-    ENTITIES,
-    NgsiLdHarness,
-    Party,
-    ngsild,  # noqa: F401 - fixture
-    ngsild_platform,  # noqa: F401 - fixture
-    problem,
-)
+from tests.broker import ngsild_support
+from tests.broker.ngsild_support import ENTITIES, NgsiLdHarness, Party, problem
+
+# the stack and the in-process broker (fixtures shared by the NGSI-LD test modules)
+ngsild_platform = ngsild_support.ngsild_platform
+ngsild = ngsild_support.ngsild
 
 CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
 CITY_CONTEXT = "https://context.tsunagu.example/city.jsonld"
+JSON_LD_CONTEXT = "http://www.w3.org/ns/json-ld#context"
 
 
 def sensor(number: int, *, lon: float, lat: float, temperature: float, kind: str = "air") -> dict[str, Any]:
@@ -51,11 +50,11 @@ async def _datasets(ngsild: NgsiLdHarness) -> tuple[Party, Party, Party]:
 
 
 @pytest.fixture(scope="module")
-async def parties(ngsild: NgsiLdHarness) -> tuple[Party, Party, Party]:  # noqa: F811
+async def parties(ngsild: NgsiLdHarness) -> tuple[Party, Party, Party]:
     return await _datasets(ngsild)
 
 
-async def test_entity_round_trip(ngsild: NgsiLdHarness, parties: tuple[Party, Party, Party]) -> None:  # noqa: F811
+async def test_entity_round_trip(ngsild: NgsiLdHarness, parties: tuple[Party, Party, Party]) -> None:
     writer, _reader, _outsider = parties
     entity = sensor(1, lon=141.536, lat=43.104, temperature=3.5)
     created = await ngsild.client.post(
@@ -63,7 +62,7 @@ async def test_entity_round_trip(ngsild: NgsiLdHarness, parties: tuple[Party, Pa
         json=entity,
         headers={
             **writer.headers,
-            "Link": f'<{CITY_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"',
+            "Link": f'<{CITY_CONTEXT}>; rel="{JSON_LD_CONTEXT}"; type="application/ld+json"',
         },
     )
     assert created.status_code == 201, created.text
@@ -158,7 +157,7 @@ async def test_ld_json_bodies_carry_their_context(
 
 
 @pytest.fixture(scope="module")
-async def city(ngsild: NgsiLdHarness, parties: tuple[Party, Party, Party]) -> list[dict[str, Any]]:  # noqa: F811
+async def city(ngsild: NgsiLdHarness, parties: tuple[Party, Party, Party]) -> list[dict[str, Any]]:
     """Ten sensors around Ebetsu (one per 0.01° of longitude eastwards) and one in Sapporo."""
     writer = parties[0]
     entities = [
@@ -183,7 +182,7 @@ async def _ids(ngsild: NgsiLdHarness, **params: Any) -> list[str]:
 @pytest.mark.parametrize(
     ("q", "expected"),
     [
-        ("temperature>7", ["107", "108", "109"]),
+        ("temperature>7", ["108", "109"]),
         ('temperature>=8;kind=="water"', ["108", "109"]),
         ("temperature<1|temperature==9", ["100", "109", "200"]),
         ('(kind=="air"|temperature==9);temperature>=3', ["103", "104", "109"]),
@@ -191,7 +190,7 @@ async def _ids(ngsild: NgsiLdHarness, **params: Any) -> list[str]:
         ("online==true;temperature<=4", ["100", "102", "104", "200"]),
         ("temperature.accuracy==0.5;temperature>8", ["109"]),
         ('address[ward]=="w104"', ["104"]),
-        ("refStation==urn:ngsi-ld:Station:2;temperature<6", ["102", "105", "200"]),
+        ("refStation==urn:ngsi-ld:Station:2;temperature<6", ["101", "104", "200"]),
         ("kind>5", []),  # a string never compares with a number
         ("humidity", []),  # existence
     ],
@@ -202,7 +201,7 @@ async def test_q_filters(
     assert await _ids(ngsild, q=q) == expected
 
 
-async def test_geo_queries(ngsild: NgsiLdHarness, city: list[dict[str, Any]]) -> None:  # noqa: F811
+async def test_geo_queries(ngsild: NgsiLdHarness, city: list[dict[str, Any]]) -> None:
     centre = json.dumps([141.50, 43.10])
     # 0.01° of longitude at 43.1° N is ≈ 812 m: within 2 km are the first three sensors
     near = await _ids(ngsild, georel="near;maxDistance==2000", geometry="Point", coordinates=centre)
@@ -224,7 +223,7 @@ async def test_geo_queries(ngsild: NgsiLdHarness, city: list[dict[str, Any]]) ->
     assert disjoint == ["100", "101", "200"]
 
 
-async def test_paging_count_and_projection(ngsild: NgsiLdHarness, city: list[dict[str, Any]]) -> None:  # noqa: F811
+async def test_paging_count_and_projection(ngsild: NgsiLdHarness, city: list[dict[str, Any]]) -> None:
     page = await ngsild.client.get(
         ENTITIES,
         params={
@@ -256,7 +255,7 @@ async def test_paging_count_and_projection(ngsild: NgsiLdHarness, city: list[dic
     assert (await ngsild.client.get(ENTITIES, params={"type": "Unheard"})).json() == []
 
 
-async def test_dataset_access(ngsild: NgsiLdHarness, parties: tuple[Party, Party, Party]) -> None:  # noqa: F811
+async def test_dataset_access(ngsild: NgsiLdHarness, parties: tuple[Party, Party, Party]) -> None:
     writer, reader, outsider = parties
     spot = {
         "id": "urn:ngsi-ld:ParkingSpot:ebetsu-station-1",
@@ -328,7 +327,7 @@ async def test_dataset_access(ngsild: NgsiLdHarness, parties: tuple[Party, Party
     assert (await ngsild.client.get(url, headers=reader.headers)).json()["status"]["value"] == "free"
 
 
-async def test_dataset_definitions(ngsild: NgsiLdHarness, parties: tuple[Party, Party, Party]) -> None:  # noqa: F811
+async def test_dataset_definitions(ngsild: NgsiLdHarness, parties: tuple[Party, Party, Party]) -> None:
     writer = parties[0]
     before = await ngsild.snapshot()
     # a type belongs to one dataset

@@ -36,6 +36,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -133,7 +134,7 @@ ORDERING = {"<": "__lt__", ">": "__gt__", "<=": "__le__", ">=": "__ge__"}
 
 
 def _comparison(node: Comparison) -> ColumnElement[bool]:
-    values = ngsild_entity.c.query_values
+    values = type_coerce(ngsild_entity.c.query_values, JSONB)
     target = values[(node.key, *node.members)] if node.members else values[node.key]
     if node.op == "exists":
         return target.is_not(None)
@@ -236,7 +237,8 @@ def _where(selection: EntitySelection) -> list[ColumnElement[bool]]:
     if selection.id_pattern is not None:
         conditions.append(entity.id.regexp_match(selection.id_pattern))
     if selection.any_attrs is not None:
-        conditions.append(or_(*(entity.attrs.has_key(name) for name in selection.any_attrs)))
+        attrs = type_coerce(entity.attrs, JSONB)
+        conditions.append(or_(*(attrs.has_key(name) for name in selection.any_attrs)))
     if selection.q is not None:
         conditions.append(compile_filter(selection.q))
     if selection.geo is not None:

@@ -28,7 +28,7 @@ OPERATORS = ("==", "!=", "<=", ">=", "<", ">")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
-UNQUOTED = re.compile(r"[^\s;|()\"']+")
+UNQUOTED = re.compile(r"[^\s;|()\"'<>=!][^\s;|()\"']*")
 
 
 class InvalidQuery(BadRequestData):
