@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.ca.conftest import started_stack
-from tests.fixtures.services import build_app, running
+from tests.fixtures.services import build_app, running, table_rows
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.broker.settings import BrokerSettings
 from tsunagu.devstack.postgres import scratch_database
@@ -146,11 +146,28 @@ def ngsild_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
 
 
 @asynccontextmanager
-async def ngsild_broker(stack: RunningStack) -> AsyncIterator[NgsiLdHarness]:
-    async with scratch_database("tsunagu_ngsild") as url:
-        app = build_app("broker", broker_settings(stack, url))
-        async with running(app) as client:
-            yield NgsiLdHarness(app, client, stack)
+async def ngsild_broker(stack: RunningStack, database_url: str | None = None) -> AsyncIterator[NgsiLdHarness]:
+    """A broker app on ``database_url`` (default: a database of its own, dropped afterwards)."""
+    if database_url is None:
+        async with scratch_database("tsunagu_ngsild") as url, ngsild_broker(stack, url) as harness:
+            yield harness
+        return
+    app = build_app("broker", broker_settings(stack, database_url))
+    async with running(app) as client:
+        yield NgsiLdHarness(app, client, stack)
+
+
+async def rows_when(
+    harness: NgsiLdHarness,
+    table: Any,
+    condition: Callable[[list[dict[str, Any]]], bool],
+    timeout_s: float = 15.0,
+) -> list[dict[str, Any]]:
+    """The table's rows once ``condition`` holds for them (a background loop is writing them)."""
+    async with asyncio.timeout(timeout_s):
+        while not condition(rows := await table_rows(harness.app, table)):  # noqa: ASYNC110 - the DB is what changes
+            await asyncio.sleep(0.05)
+    return rows
 
 
 @pytest.fixture(scope="module")
