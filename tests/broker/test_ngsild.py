@@ -6,6 +6,7 @@ import json
 import secrets
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.broker import ngsild_support
@@ -496,3 +497,10 @@ async def test_bad_requests(
     assert await ngsild.snapshot() == before
     unchanged = await ngsild.client.get(f"{ENTITIES}/{target}")
     assert unchanged.json() == city[0]
+
+
+async def test_a_broker_on_sqlite_refuses_ngsi_ld_cleanly(ngsild_platform: Any) -> None:
+    """The dev stack's own broker process runs on SQLite (embedded mode): 501, nothing else."""
+    async with httpx.AsyncClient(base_url=ngsild_platform.urls["broker"], timeout=30) as client:
+        response = await client.get(ENTITIES, params={"type": "WeatherObserved"})
+    problem(response, 501, "OperationNotSupported")

@@ -31,8 +31,22 @@ from tsunagu.broker.domain.ngsild import (
     parse_geoquery,
     parse_q,
 )
+from tsunagu.service import get_runtime
 
-router = APIRouter(tags=["ngsi-ld"])
+
+class NeedsPostgres(NgsiLdError):
+    code = "OperationNotSupported"
+    title = "Non-personal data needs the broker on PostgreSQL"
+    status = 501
+
+
+def _on_postgres(request: Request) -> None:
+    """The NGSI-LD store uses JSONB and row locks: on SQLite (embedded mode) refuse cleanly."""
+    if get_runtime(request).db.is_sqlite:
+        raise NeedsPostgres("this broker runs on SQLite; NGSI-LD needs PostgreSQL")
+
+
+router = APIRouter(tags=["ngsi-ld"], dependencies=[Depends(_on_postgres)])
 BASE = "/ngsi-ld/v1"
 TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
