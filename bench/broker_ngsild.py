@@ -209,6 +209,14 @@ def _merge(output_dir: Path, metrics: dict[str, dict[str, Any]], notes: list[str
     return write_result("broker", metrics, notes=notes, output_dir=output_dir)
 
 
+def _print_errors(log: Path) -> None:
+    """The broker's logged errors (a failed run's cause), before the state directory goes."""
+    if log.exists():
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            if '"level": "error"' in line:
+                print(line[:4000])
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -226,7 +234,11 @@ def main(argv: list[str] | None = None) -> None:
         tempfile.TemporaryDirectory(prefix="tsunagu-bench-ngsild-") as state,
         bench_stack(Path(state), sqlite=False, service_environment=LIFTED) as stack,
     ):
-        metrics = asyncio.run(measure(stack, args, notes))
+        try:
+            metrics = asyncio.run(measure(stack, args, notes))
+        except Exception:
+            _print_errors(Path(state) / "logs" / "broker.log")
+            raise
     if args.quick:
         notes.append("ngsild: quick run: small scale, not the measurement")
     notes.append("ngsild: load average at the end " + " ".join(f"{value:.2f}" for value in os.getloadavg()))

@@ -168,7 +168,12 @@ class Datasets:
 
     async def by_id(self, dataset_id: str) -> Dataset | None:
         await self._refresh()
-        return next((d for d in self._all if d.id == dataset_id), None)
+        found = next((d for d in self._all if d.id == dataset_id), None)
+        if found is None:  # defined by another replica since our last look
+            self._fresh_until = 0.0
+            await self._refresh()
+            found = next((d for d in self._all if d.id == dataset_id), None)
+        return found
 
     async def readable(self, caller: AccessToken | None) -> list[Dataset]:
         await self._refresh()
