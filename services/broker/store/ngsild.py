@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tsunagu.broker.store.models import (
     ngsild_dataset,
@@ -293,7 +293,9 @@ async def add_entity(session: AsyncSession, values: dict[str, Any]) -> bool:
     return (await session.execute(statement)).scalar_one_or_none() is not None
 
 
-async def entity(session: AsyncSession, entity_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+async def entity(
+    session: AsyncSession | AsyncConnection, entity_id: str, *, for_update: bool = False
+) -> dict[str, Any] | None:
     statement = select(ngsild_entity).where(ngsild_entity.c.id == entity_id)
     if for_update:
         statement = statement.with_for_update()
