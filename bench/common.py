@@ -20,12 +20,17 @@ import json
 import math
 import os
 import platform
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+import aiohttp
+import httpx
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -81,14 +86,26 @@ def write_result(
     *,
     notes: list[str] | None = None,
     output_dir: Path | None = None,
+    keep_other: str | None = None,
 ) -> Path:
-    """Write ``<output_dir>/<benchmark>.json`` (default ``bench/results``) and return its path."""
+    """Write ``<output_dir>/<benchmark>.json`` (default ``bench/results``) and return its path.
+
+    ``keep_other``: this run measures one part of a benchmark that several scripts share (e.g.
+    ``broker``): the file's other metrics are kept, and its notes except those starting with
+    ``keep_other`` (this part's note prefix, which the new notes should carry)."""
     for name, entry in metrics.items():
         missing = {"value", "unit", "target", "better"} - set(entry)
         if missing:
             raise ValueError(f"metric {name} lacks {sorted(missing)}")
         if entry["better"] not in BETTER:
             raise ValueError(f"metric {name}: better must be one of {BETTER}")
+    directory = output_dir or RESULTS_DIR
+    path = directory / f"{benchmark}.json"
+    if keep_other is not None and path.exists():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        metrics = {**{k: v for k, v in previous.get("metrics", {}).items() if k not in metrics}, **metrics}
+        kept = [n for n in previous.get("notes", []) if not n.startswith(keep_other)]
+        notes = [*kept, *(notes or [])]
     document: dict[str, Any] = {
         "benchmark": benchmark,
         "date": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
@@ -97,9 +114,7 @@ def write_result(
     }
     if notes:
         document["notes"] = list(notes)
-    directory = output_dir or RESULTS_DIR
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{benchmark}.json"
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return path
 
@@ -154,7 +169,7 @@ def bench_stack(
         kafka_port=kafka,
         base_port=base,
         jlis_port=free_port_outside(base, kafka),
-        log_level="WARNING",
+        log_level=os.environ.get("TSUNAGU_BENCH_LOG_LEVEL", "WARNING"),
         crl_interval_s=3600.0,
     )
     with environment(service_environment or {}):
@@ -173,3 +188,90 @@ async def _drop_databases(prefix: str) -> None:
 
     for service in SERVICES:
         await drop_database(f"{prefix}_{service.replace('-', '_')}")
+
+
+@dataclass
+class Latencies:
+    values_s: list[float] = field(default_factory=list)
+    errors: int = 0
+    elapsed_s: float = 0.0
+
+    def percentile_ms(self, fraction: float) -> float:
+        ordered = sorted(self.values_s)
+        return (
+            ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000 if ordered else float("nan")
+        )
+
+    def describe(self, what: str) -> str:
+        return (
+            f"{what}: {len(self.values_s):,} answers in {self.elapsed_s:.1f} s ({self.errors} errors),"
+            f" p50 {self.percentile_ms(0.5):.1f} ms, p90 {self.percentile_ms(0.9):.1f} ms,"
+            f" p99 {self.percentile_ms(0.99):.1f} ms, max {self.percentile_ms(1.0):.1f} ms"
+        )
+
+
+async def open_loop(
+    session: aiohttp.ClientSession,
+    url: str,
+    bodies: list[dict[str, Any]],
+    headers: Callable[[], dict[str, str]],
+    rate: float,
+    seconds: float,
+) -> Latencies:
+    """Send ``rate`` requests/s for ``seconds`` (bodies in turn, ``headers()`` per request); latency
+    counted from each scheduled send time (no coordinated omission)."""
+    latencies = Latencies()
+    total = int(rate * seconds)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(body: dict[str, Any], scheduled: float) -> None:
+        try:
+            async with session.post(url, json=body, headers=headers()) as response:
+                await response.read()
+                ok = response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            ok = False
+        # A failed or timed-out request counts with the time it took (a lower bound of its
+        # latency), so a server that falls behind cannot improve its percentiles by failing.
+        latencies.values_s.append(time.perf_counter() - scheduled)
+        if not ok:
+            latencies.errors += 1
+
+    started = time.perf_counter()
+    for n in range(total):
+        scheduled = started + n / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(bodies[n % len(bodies)], scheduled)))
+    await asyncio.gather(*tasks)
+    latencies.elapsed_s = time.perf_counter() - started
+    return latencies
+
+
+async def enroll_citizens(stack: Any, count: int) -> list[Any]:
+    """``count`` citizens enrolled at the stack's CA with sandbox cards (software keys), 8 at a time."""
+    from tsunagu.wallet import SandboxCard, enroll
+
+    async with (
+        httpx.AsyncClient(base_url=stack.jlis_url, timeout=60) as jlis,
+        httpx.AsyncClient(base_url=stack.urls["ca"], timeout=60) as ca,
+    ):
+
+        async def one(n: int) -> Any:
+            card = await jlis.post(
+                "/cards",
+                json={
+                    "name": f"負荷 {n}",
+                    "address": "群馬県前橋市大手町一丁目1番1号",
+                    "birth_date": str(date(1970, 1, 1)),
+                    "sex": "1",
+                },
+            )
+            card.raise_for_status()
+            return await enroll(ca, SandboxCard(jlis, card.json()["card_id"]))
+
+        enrolled: list[Any] = []
+        for start in range(0, count, 8):
+            enrolled += await asyncio.gather(*(one(n) for n in range(start, min(count, start + 8))))
+        return enrolled

@@ -25,19 +25,28 @@ import os
 import random
 import tempfile
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 
-from bench.common import RESULTS_DIR, bench_stack, group_cpu_seconds, metric, write_result
+from bench.common import (
+    RESULTS_DIR,
+    Latencies,
+    bench_stack,
+    enroll_citizens,
+    group_cpu_seconds,
+    metric,
+    open_loop,
+    write_result,
+)
 from bench.report import write_report
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.devstack.stack import RunningStack
-from tsunagu.wallet import Enrolled, SandboxCard, enroll
+from tsunagu.wallet import Enrolled
 from tsunagu.wallet import consent as wallet
 
 ITEMS = ["health.allergy", "health.medication", "resident.name", "resident.address"]
@@ -60,55 +69,10 @@ class Scale:
         return cls(args.citizens, args.recipients, args.concurrency, args.rate, args.seconds, args.batch_rate)
 
 
-@dataclass
-class Latencies:
-    values_s: list[float] = field(default_factory=list)
-    errors: int = 0
-    elapsed_s: float = 0.0
-
-    def percentile_ms(self, fraction: float) -> float:
-        ordered = sorted(self.values_s)
-        return (
-            ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000 if ordered else float("nan")
-        )
-
-    def describe(self, what: str) -> str:
-        return (
-            f"{what}: {len(self.values_s):,} answers in {self.elapsed_s:.1f} s ({self.errors} errors),"
-            f" p50 {self.percentile_ms(0.5):.1f} ms, p90 {self.percentile_ms(0.9):.1f} ms,"
-            f" p99 {self.percentile_ms(0.99):.1f} ms, max {self.percentile_ms(1.0):.1f} ms"
-        )
-
-
 def _issuer(stack: RunningStack, caller: str) -> ServiceTokenIssuer:
     return ServiceTokenIssuer(
         caller, load_private_key(stack.config.state_dir / "credentials" / f"{caller}.key.pem")
     )
-
-
-async def _enroll_many(stack: RunningStack, count: int) -> list[Enrolled]:
-    async with (
-        httpx.AsyncClient(base_url=stack.jlis_url, timeout=60) as jlis,
-        httpx.AsyncClient(base_url=stack.urls["ca"], timeout=60) as ca,
-    ):
-
-        async def one(n: int) -> Enrolled:
-            card = await jlis.post(
-                "/cards",
-                json={
-                    "name": f"負荷 {n}",
-                    "address": "群馬県前橋市大手町一丁目1番1号",
-                    "birth_date": str(date(1970, 1, 1)),
-                    "sex": "1",
-                },
-            )
-            card.raise_for_status()
-            return await enroll(ca, SandboxCard(jlis, card.json()["card_id"]))
-
-        enrolled: list[Enrolled] = []
-        for start in range(0, count, 8):
-            enrolled += await asyncio.gather(*(one(n) for n in range(start, min(count, start + 8))))
-        return enrolled
 
 
 async def _prepare(stack: RunningStack, scale: Scale) -> tuple[list[Enrolled], list[list[str]]]:
@@ -116,7 +80,7 @@ async def _prepare(stack: RunningStack, scale: Scale) -> tuple[list[Enrolled], l
     url = stack.urls["consent"]
     operator = ServiceTokenAuth(_issuer(stack, "operator"), "consent")
     recipients = [f"bench-rp-{n}" for n in range(scale.recipients)]
-    citizens = await _enroll_many(stack, scale.citizens)
+    citizens = await enroll_citizens(stack, scale.citizens)
     async with httpx.AsyncClient(base_url=url, auth=operator, timeout=60) as client:
         for recipient in recipients:
             (
@@ -199,44 +163,6 @@ async def _decisions(stack: RunningStack, tokens: list[list[str]], scale: Scale,
     return per_s
 
 
-async def _open_loop(
-    session: aiohttp.ClientSession,
-    url: str,
-    bodies: list[dict[str, Any]],
-    headers: Any,
-    rate: float,
-    seconds: float,
-) -> Latencies:
-    """Send ``rate`` requests/s for ``seconds``; latency counted from each scheduled send time."""
-    latencies = Latencies()
-    total = int(rate * seconds)
-    tasks: list[asyncio.Task[None]] = []
-
-    async def one(body: dict[str, Any], scheduled: float) -> None:
-        try:
-            async with session.post(url, json=body, headers=headers()) as response:
-                await response.read()
-                ok = response.status == 200
-        except (aiohttp.ClientError, TimeoutError):
-            ok = False
-        # A failed or timed-out request counts with the time it took (a lower bound of its
-        # latency), so a server that falls behind cannot improve its percentiles by failing.
-        latencies.values_s.append(time.perf_counter() - scheduled)
-        if not ok:
-            latencies.errors += 1
-
-    started = time.perf_counter()
-    for n in range(total):
-        scheduled = started + n / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(bodies[n % len(bodies)], scheduled)))
-    await asyncio.gather(*tasks)
-    latencies.elapsed_s = time.perf_counter() - started
-    return latencies
-
-
 async def _checks(
     stack: RunningStack, citizens: list[Enrolled], scale: Scale, notes: list[str]
 ) -> tuple[float, float]:
@@ -268,14 +194,14 @@ async def _checks(
     base = stack.urls["consent"]
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
-        await _open_loop(
+        await open_loop(
             session, f"{base}/internal/v1/effective", singles, headers, min(scale.rate, 200.0), 1.0
         )  # warm
-        checks = await _open_loop(
+        checks = await open_loop(
             session, f"{base}/internal/v1/effective", singles, headers, scale.rate, scale.seconds
         )
         notes.append(f"single checks at {scale.rate:,.0f}/s offered: " + checks.describe("latency"))
-        batch = await _open_loop(
+        batch = await open_loop(
             session, f"{base}/internal/v1/effective/batch", batches, headers, scale.batch_rate, scale.seconds
         )
         size = len(batches[0]["checks"])

@@ -1,10 +1,11 @@
 """The reference citizen wallet (SDK): enroll a phone with the My Number Card, hold the phone's
 keys and certificates, sign requests for the platform.
 
-Keys sit behind :class:`~tsunagu.wallet.keys.DeviceKey`; :class:`~tsunagu.wallet.keys.SoftwareKey`
-keeps one in memory (tests, benchmarks), a PKCS#11-backed key (the phone's secure element; SoftHSM2
-here) arrives with the wallet issue. The card is reached through :class:`~tsunagu.wallet.card.Card`
-(the J-LIS sandbox's card API in dev).
+Keys sit behind :class:`~tsunagu.wallet.keys.DeviceKey`: :class:`~tsunagu.wallet.keys.SoftwareKey`
+keeps one in memory (tests, benchmarks); :class:`~tsunagu.wallet.pkcs11_key.Pkcs11DeviceKey` lives in
+a PKCS#11 token (the phone's secure element; SoftHSM2 here) — the CLI's devices (``tsunagu wallet …``,
+:mod:`tsunagu.wallet.cli`) are such tokens. The card is reached through
+:class:`~tsunagu.wallet.card.Card` (the J-LIS sandbox's card API in dev).
 """
 
 from tsunagu.wallet.card import Card, SandboxCard
@@ -13,6 +14,7 @@ from tsunagu.wallet.keys import DeviceKey, SoftwareKey
 from tsunagu.wallet.login import (
     approve_login_with_consent,
     decide_login,
+    fetch_inbox,
     fetch_login,
     send_login_decision,
     signed_decision,
@@ -28,6 +30,7 @@ __all__ = [
     "approve_login_with_consent",
     "decide_login",
     "enroll",
+    "fetch_inbox",
     "fetch_login",
     "request_app_certificate",
     "revoke",

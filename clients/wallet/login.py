@@ -111,3 +111,11 @@ async def approve_login_with_consent(
             raise WalletError("consent-request", 404, {"title": "the login's consent request is not pending"})
         receipt = await decide(consent, enrolled, request, choices)
     return {"state": answer["state"], "consent_request_id": request_id, "receipt": receipt}
+
+
+async def fetch_inbox(idp: httpx.AsyncClient, credential: Credential, issuer: str) -> list[dict[str, Any]]:
+    """The CIBA requests waiting for this person (a counter asked the idp to reach the citizen's
+    wallet); each is a transaction to decide with :func:`decide_login`. The query is signed with
+    ``credential`` (the authentication key) over ``tx`` ``"*"``."""
+    query = signed_decision(credential, audience=issuer, tx="*", challenge=None)
+    return list(answer(await idp.post("/v1/wallet/requests", json={"request": query}), "login-inbox"))

@@ -2,6 +2,7 @@
 
 tsunagu dev up [--demo] [--exit-after-demo] [--postgres URL] [--state-dir DIR]
 tsunagu demo [--state-dir DIR]        # the demo story against a stack that is already up
+tsunagu wallet …                      # the reference citizen wallet (tsunagu.wallet.cli)
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def _up(args: argparse.Namespace) -> int:
         _say("すべてのサービスが準備完了 / all services ready:")
         for name, url in stack.urls.items():
             _say(f"  {name:<10} {url}   ({url}/openapi.json)")
+        _say(f"  dashboard  {stack.dashboard_url}   (市民の同意の管理 / the citizen's consent dashboard)")
         _say(f"  logs       {config.state_dir / 'logs'}")
         ok = True
         if args.demo or args.exit_after_demo:
@@ -84,6 +86,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["wallet"]:  # its own parser and options (tsunagu wallet --help)
+        from tsunagu.wallet.cli import main as wallet_main
+
+        return wallet_main(argv[1:])
     parser = argparse.ArgumentParser(prog="tsunagu", description="Tsunagu developer commands")
     commands = parser.add_subparsers(dest="command", required=True)
     dev = commands.add_parser("dev", help="the embedded development stack").add_subparsers(
@@ -103,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--state-dir", default=".tsunagu")
     demo.set_defaults(handler=_demo)
     add_jlis_commands(commands)
+    commands.add_parser("wallet", help="the reference citizen wallet (tsunagu wallet --help)")
     args = parser.parse_args(argv)
     code: int = run_jlis_command(args) if args.command == "jlis" else args.handler(args)
     return code

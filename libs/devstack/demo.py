@@ -5,7 +5,8 @@ certificate is signed with it through the signer, which refuses a service outsid
 J-LIS tells the platform about a move; a citizen enrolls two phones with the My Number Card (one
 user identification number), loses one, and J-LIS's death notice revokes the rest; a municipality
 registers relying parties and a citizen logs in to them with the wallet (pairwise subjects, refresh
-rotation, logout)."""
+rotation, logout); the city's records offer the allergy item through the broker, the citizen allows
+it for one hospital and refuses it for another, then withdraws (data linkage with dynamic consent)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from tsunagu.auth import ServiceTokenIssuer, load_private_key
 from tsunagu.clients import DiagnosticsClient
+from tsunagu.devstack.demo_broker import run_broker_chapter
 from tsunagu.devstack.demo_ca import run_ca_chapter
 from tsunagu.devstack.demo_idp import run_idp_chapter
 from tsunagu.devstack.demo_jlis import run_jlis_chapter
@@ -65,8 +67,20 @@ async def run_demo(
         if jlis_url and "ca" in urls and not await run_ca_chapter(jlis_url, urls["ca"], credentials_dir, say):
             return False
         if jlis_url and "idp" in urls and "ca" in urls:
-            return await run_idp_chapter(jlis_url, urls["idp"], urls["ca"], credentials_dir, say)
+            return await _citizen_chapters(urls, credentials_dir, jlis_url, say)
         return True
     finally:
         for client in clients.values():
             await client.aclose()
+
+
+async def _citizen_chapters(
+    urls: Mapping[str, str], credentials_dir: Path, jlis_url: str, say: Callable[[str], None]
+) -> bool:
+    """Logins, then (with consent and the broker) data linkage, for one citizen."""
+    citizen = await run_idp_chapter(jlis_url, urls["idp"], urls["ca"], credentials_dir, say)
+    if citizen is None:
+        return False
+    if {"broker", "consent"} <= set(urls):
+        return await run_broker_chapter(dict(urls), credentials_dir, citizen, say)
+    return True

@@ -19,7 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
-from tsunagu.wallet import SandboxCard, decide_login, enroll, fetch_login
+from tsunagu.wallet import Enrolled, SandboxCard, decide_login, enroll, fetch_login
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -135,7 +135,8 @@ async def _login(
 
 async def run_idp_chapter(
     jlis_url: str, idp_url: str, ca_url: str, credentials_dir: Path, say: Callable[[str], None]
-) -> bool:
+) -> Enrolled | None:
+    """The chapter; returns the enrolled citizen (the next chapters continue with them) or None."""
     operator = ServiceTokenAuth(
         ServiceTokenIssuer("operator", load_private_key(credentials_dir / "operator.key.pem")), "idp"
     )
@@ -165,7 +166,7 @@ async def run_idp_chapter(
         )
         if tenant.status_code not in (201, 409):
             say(f"   ✗ tenant: {tenant.status_code} {tenant.text[:200]}")
-            return False
+            return None
         health = await _register(
             idp, operator, "江別市 健康アプリ", "Ebetsu health app", "health.ebetsu.example"
         )
@@ -185,7 +186,7 @@ async def run_idp_chapter(
             f"{bank_claims['sub'][:10]}… ≠ {claims['sub'][:10]}…"
         )
         if bank_claims["sub"] == claims["sub"]:
-            return False
+            return None
         say("15. リフレッシュトークンの再利用検知 / refresh tokens rotate; a reused one revokes the family")
         issuer = idp_url.rstrip("/")
         refreshed = await idp.post(
@@ -217,7 +218,7 @@ async def run_idp_chapter(
             f"{reused.json().get('error')}; the rotated one is now revoked too → {newest.status_code}"
         )
         if refreshed.status_code != 200 or reused.status_code != 400 or newest.status_code != 400:
-            return False
+            return None
         logout = await browser.get("/logout", params={"id_token_hint": tokens["id_token"]})
         after = await browser.get(
             "/authorize?"
@@ -235,4 +236,4 @@ async def run_idp_chapter(
         )
         error = _query(after.headers.get("location", "")).get("error")
         say(f"16. ログアウト / logout → HTTP {logout.status_code}; a silent login afterwards → {error}")
-        return error == "login_required"
+        return citizen if error == "login_required" else None

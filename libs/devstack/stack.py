@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from tsunagu.auth import provision_service_credentials
 from tsunagu.devstack.ca_ceremony import ensure_active_keys, initialise_ca
+from tsunagu.devstack.dashboard_client import ensure_dashboard_client
 from tsunagu.devstack.ports import port_is_free, wait_for_port
 from tsunagu.devstack.postgres import create_database
 from tsunagu.devstack.softhsm import SoftHsmToken, init_token
@@ -39,6 +40,8 @@ SERVICES: dict[str, tuple[str, int]] = {
     "jlis-sync": ("jlis_sync", 8106),
 }
 OPERATOR = "operator"
+# Started once the others are ready: consent's dashboard is a client of the idp, registered first.
+STARTED_LAST = ("consent",)
 TOKEN_LABEL = "tsunagu-dev"  # noqa: S105 - a label, not a secret
 
 
@@ -62,6 +65,7 @@ class RunningStack:
     token: SoftHsmToken
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)  # the platform's services only
+    dashboard_url: str = ""  # the citizen dashboard (served by consent)
     jlis: subprocess.Popen[bytes] | None = None
     jlis_url: str = ""
 
@@ -70,6 +74,7 @@ class RunningStack:
             "kafka": self.broker.bootstrap_servers,
             "services": self.urls,
             "jlis_sandbox": self.jlis_url,
+            "dashboard": self.dashboard_url,
             "credentials": str(self.config.state_dir / "credentials"),
             "softhsm_conf": str(self.token.conf_path),
         }
@@ -199,6 +204,8 @@ def _service_env(
             {
                 prefix + "SIGNER_URL": f"http://127.0.0.1:{config.base_port}",
                 prefix + "CA_URL": f"http://127.0.0.1:{config.base_port + list(SERVICES).index('ca')}",
+                prefix
+                + "BROKER_URL": f"http://127.0.0.1:{config.base_port + list(SERVICES).index('broker')}",
             }
         )
     if service == "broker":
@@ -242,22 +249,23 @@ def start_stack(config: StackConfig, progress: Callable[[str], None] = print) ->
     try:
         _start_jlis_sandbox(stack)
         progress(f"J-LIS sandbox (stand-in for J-LIS) on {stack.jlis_url}")
-        for offset, (service, (package, _)) in enumerate(SERVICES.items()):
-            port = config.base_port + offset
-            log = open(state / "logs" / f"{service}.log", "ab")  # noqa: SIM115 - owned by the child
-            stack.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", f"tsunagu.{package}.app"],
-                env=_service_env(config, service, port, broker.bootstrap_servers, token),
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-            stack.urls[service] = f"http://127.0.0.1:{port}"
+        for service in SERVICES:
+            if service not in STARTED_LAST:
+                _start_service(stack, service, {})
         _wait_until_ready(stack)
         asyncio.run(initialise_ca(stack.urls["signer"], stack.urls["ca"], state.resolve() / "credentials"))
         progress("CA hierarchy ready (root, issuing CA, OCSP responder; keys in the HSM)")
         asyncio.run(ensure_active_keys(stack.urls["signer"], state.resolve() / "credentials"))
         progress("ID-token (ES256, RS256) and consent receipt signing keys ready (in the HSM)")
+        consent_url = f"http://127.0.0.1:{config.base_port + list(SERVICES).index('consent')}"
+        dashboard = asyncio.run(
+            ensure_dashboard_client(stack.urls["idp"], consent_url, state.resolve() / "credentials")
+        )
+        for service in STARTED_LAST:
+            _start_service(stack, service, dashboard if service == "consent" else {})
+        _wait_until_ready(stack)
+        stack.dashboard_url = f"{consent_url}/dashboard"
+        progress(f"citizen dashboard registered at the idp: {stack.dashboard_url}")
         # J-LIS pushes moves, renewals and deaths to jlis-sync's public receiver.
         httpx.post(
             f"{stack.jlis_url}/subscriptions",
@@ -269,6 +277,25 @@ def start_stack(config: StackConfig, progress: Callable[[str], None] = print) ->
         raise
     (state / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
     return stack
+
+
+def _start_service(stack: RunningStack, service: str, extra_env: dict[str, str]) -> None:
+    """Start one service process (its log in ``logs/``); extra settings without the prefix."""
+    config = stack.config
+    package = SERVICES[service][0]
+    port = config.base_port + list(SERVICES).index(service)
+    env = _service_env(config, service, port, stack.broker.bootstrap_servers, stack.token)
+    prefix = f"TSUNAGU_{package.upper()}_"
+    env.update({prefix + key: value for key, value in extra_env.items()})
+    log = open(config.state_dir / "logs" / f"{service}.log", "ab")  # noqa: SIM115 - owned by the child
+    stack.processes[service] = subprocess.Popen(
+        [sys.executable, "-m", f"tsunagu.{package}.app"],
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    stack.urls[service] = f"http://127.0.0.1:{port}"
 
 
 def _ensure_ports_free(config: StackConfig) -> None:

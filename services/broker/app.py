@@ -6,10 +6,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
 
+import aiohttp
 import httpx
 from fastapi import FastAPI
+from prometheus_client import Counter
 
 from tsunagu.broker.api import routers
 from tsunagu.broker.api.deps import CATALOG_WRITE, LOG_READ, USAGE_READ
@@ -17,13 +20,16 @@ from tsunagu.broker.domain.access_tokens_rfc9068 import AccessTokenVerifier
 from tsunagu.broker.domain.catalog import Catalog
 from tsunagu.broker.domain.consent_view import ConsentView
 from tsunagu.broker.domain.context import BrokerServices
+from tsunagu.broker.domain.deliveries import Deliveries, DeliveryPolicy
 from tsunagu.broker.domain.exchange_log import ExchangeLog
 from tsunagu.broker.domain.exchanges import Exchanges
 from tsunagu.broker.domain.ngsild import ContextBroker, Datasets, NotificationSender, Subscriptions
 from tsunagu.broker.domain.parties import Parties
 from tsunagu.broker.domain.providers import Providers
+from tsunagu.broker.domain.push import Push
 from tsunagu.broker.domain.quotas import ClientQuotas
-from tsunagu.broker.events import CONSENT_VIEW_GROUP, consumers
+from tsunagu.broker.domain.usage import Usage
+from tsunagu.broker.events import CONSENT_VIEW_GROUP, PushHandle, consumers
 from tsunagu.broker.settings import BrokerSettings
 from tsunagu.broker.store import repository as store
 from tsunagu.broker.store.models import event_tables, metadata
@@ -62,17 +68,26 @@ def _consent_view(runtime: ServiceRuntime, settings: BrokerSettings, consent: Co
         known = found.consumer.partitions_for_topic(topic)
         return len(known) if known else None
 
+    checks = Counter(
+        "tsunagu_broker_consent_checks",
+        "Consent checks by who answered: the event-fed view, or consent (the view was not fresh)",
+        ["source"],
+        registry=runtime.metrics.registry,
+    )
     return ConsentView(
         runtime.db,
         consent,
         max_age_s=settings.consent_view_max_age_ms / 1000,
         freshness=freshness,
         partitions=partitions,
+        answered=lambda source: checks.labels(source=source).inc(),
     )
 
 
 @asynccontextmanager
-async def broker_resources(runtime: ServiceRuntime) -> AsyncIterator[BrokerServices | None]:
+async def broker_resources(
+    runtime: ServiceRuntime, push_handle: PushHandle | None = None
+) -> AsyncIterator[BrokerServices | None]:
     settings = runtime.settings
     assert isinstance(settings, BrokerSettings)
     if runtime.issuer is None:
@@ -80,9 +95,15 @@ async def broker_resources(runtime: ServiceRuntime) -> AsyncIterator[BrokerServi
         yield None
         return
     async with AsyncExitStack() as stack:
-        # Parties' endpoints are outside the platform: no redirects, bounded pool, per-call timeout.
-        outside = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=200))
+        # Parties' endpoints are outside the platform: no redirects, bounded pool, per-call
+        # timeouts. aiohttp for the hot path (a provider call per exchange costs it a fraction of
+        # what httpx costs); httpx for the idp's JWKS, read rarely.
+        outside = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=20))
         stack.push_async_callback(outside.aclose)
+        parties_http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=200, limit_per_host=64), raise_for_status=False
+        )
+        stack.push_async_callback(parties_http.close)
         idp = IdpClient(settings.idp_url, runtime.issuer)
         consent = ConsentApi("consent", settings.consent_url, runtime.issuer)
         signer = SignerClient(settings.signer_url, runtime.issuer)
@@ -93,12 +114,13 @@ async def broker_resources(runtime: ServiceRuntime) -> AsyncIterator[BrokerServi
         exchange_keys = TokenSigner(signer, batching, purpose="exchange")
         parties = Parties(runtime.db, idp)
         catalog = Catalog(runtime.db)
+        consent_view = _consent_view(runtime, settings, consent)
         exchanges = Exchanges(
             parties=parties,
             catalog=catalog,
-            consent=_consent_view(runtime, settings, consent),
+            consent=consent_view,
             providers=Providers(
-                http=outside,
+                http=parties_http,
                 signer=exchange_keys,
                 jlis=jlis,
                 issuer=settings.resource,
@@ -108,6 +130,23 @@ async def broker_resources(runtime: ServiceRuntime) -> AsyncIterator[BrokerServi
             log=GroupCommit(runtime.db, runtime.outbox, write_rows=store.add_exchanges),
         )
         ngsild = await stack.enter_async_context(_ngsild(runtime))
+        push, deliveries, usage = _push_and_usage(
+            runtime,
+            settings,
+            parties=parties,
+            catalog=catalog,
+            consent=consent_view,
+            outside=outside,
+            signer=exchange_keys,
+            jlis=jlis,
+        )
+        if push_handle is not None:
+            push_handle.push = push
+        workers = [
+            asyncio.create_task(deliveries.run(runtime.stopping), name="push-deliveries"),
+            asyncio.create_task(usage.run(runtime.stopping), name="usage-flush"),
+        ]
+        stack.push_async_callback(_stop, workers)
         yield BrokerServices(
             tokens=AccessTokenVerifier(
                 issuer=settings.idp_issuer,
@@ -122,6 +161,10 @@ async def broker_resources(runtime: ServiceRuntime) -> AsyncIterator[BrokerServi
             exchange_log=ExchangeLog(runtime.db),
             exchange_keys=exchange_keys,
             ngsild=ngsild,
+            push=push,
+            deliveries=deliveries,
+            usage=usage,
+            log_clients=frozenset(settings.log_clients),
         )
 
 
@@ -142,7 +185,61 @@ async def _ngsild(runtime: ServiceRuntime) -> AsyncIterator[ContextBroker]:
                 await asyncio.wait_for(loop, 10)
 
 
+def _push_and_usage(
+    runtime: ServiceRuntime,
+    settings: BrokerSettings,
+    *,
+    parties: Parties,
+    catalog: Catalog,
+    consent: ConsentView,
+    outside: httpx.AsyncClient,
+    signer: TokenSigner,
+    jlis: JlisSyncClient,
+) -> tuple[Push, Deliveries, Usage]:
+    policy = DeliveryPolicy(
+        timeout_s=settings.push_timeout_s,
+        max_attempts=settings.push_max_attempts,
+        retry_initial_s=settings.push_retry_initial_s,
+        retry_max_s=settings.push_retry_max_s,
+        lease_s=settings.push_lease_s,
+        poll_s=settings.push_poll_s,
+        dead_retention_s=settings.push_dead_retention_s,
+    )
+    deliveries = Deliveries(
+        db=runtime.db,
+        outbox=runtime.outbox,
+        parties=parties,
+        catalog=catalog,
+        consent=consent,
+        signer=signer,
+        jlis=jlis,
+        http=outside,
+        issuer=settings.resource,
+        policy=policy,
+    )
+    push = Push(
+        db=runtime.db,
+        outbox=runtime.outbox,
+        parties=parties,
+        catalog=catalog,
+        consent=consent,
+        max_value_bytes=settings.push_max_value_bytes,
+        max_subscriptions=settings.push_max_subscriptions,
+        wake=deliveries.wake,
+    )
+    return push, deliveries, Usage(runtime.db, parties, flush_s=settings.usage_flush_s)
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    """The loops stop on ``runtime.stopping`` (the usage counters flush once more); then cancel."""
+    await asyncio.wait(tasks, timeout=5.0)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def service_spec(settings: BrokerSettings) -> ServiceSpec:
+    push = PushHandle()
     return ServiceSpec(
         settings=settings,
         title="Tsunagu broker",
@@ -151,9 +248,9 @@ def service_spec(settings: BrokerSettings) -> ServiceSpec:
         tables=event_tables,
         migrations_dir=MIGRATIONS,
         routers=routers,
-        consumers=consumers(event_tables),
+        consumers=consumers(event_tables, push),
         grants=GRANTS,
-        resources=broker_resources,
+        resources=partial(broker_resources, push_handle=push),
     )
 
 

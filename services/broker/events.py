@@ -5,22 +5,32 @@ Publishes (outbox, ``libs/events/schemas/broker.py``): ``tsunagu.broker.exchange
 Consumes:
 - ``tsunagu.idp.subject.issued`` and ``tsunagu.idp.client.*`` (group ``broker.parties``): the
   who-is-who view (subjects, parties and their sectors);
-- ``tsunagu.consent.decision.recorded`` (group ``broker.consent-view``): the consent view.
+- ``tsunagu.consent.decision.recorded`` (group ``broker.consent-view``): the consent view;
+- ``tsunagu.jlis_sync.resident.updated`` (group ``broker.push``): push of ``resident.address``;
+- ``tsunagu.idp.login.succeeded`` (group ``broker.usage``): metering (logins, active citizens).
+Also publishes ``tsunagu.broker.delivery.scheduled`` / ``.dead`` (push, ``domain/push.py``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tsunagu.broker.domain.push import Push
+from tsunagu.broker.domain.usage import month_of
 from tsunagu.broker.store import repository as store
+from tsunagu.broker.store import usage as usage_store
 from tsunagu.events import EventTables, ReceivedEvent
 from tsunagu.events.schemas.consent import ConsentDecisionRecordedV1
 from tsunagu.events.schemas.idp import (
     ClientDeletedV1,
     ClientRegisteredV1,
     ClientUpdatedV1,
+    LoginSucceededV1,
     SubjectIssuedV1,
 )
+from tsunagu.events.schemas.jlis_sync import ResidentUpdatedV1
 from tsunagu.service import ConsumerSpec
 
 CONSENT_VIEW_GROUP = "consent-view"
@@ -75,8 +85,32 @@ async def on_decision_recorded(session: AsyncSession, event: ReceivedEvent) -> N
     )
 
 
-def consumers(tables: EventTables) -> list[ConsumerSpec]:
+@dataclass
+class PushHandle:
+    """The push domain, set once the service's resources exist (handlers are built before)."""
+
+    push: Push | None = None
+
+    async def on_resident_updated(self, session: AsyncSession, event: ReceivedEvent) -> None:
+        data = event.data
+        assert isinstance(data, ResidentUpdatedV1)
+        if self.push is None:
+            raise RuntimeError("push is not configured yet")  # retried by the consumer
+        await self.push.on_resident_updated(session, data)
+
+
+async def on_login_succeeded(session: AsyncSession, event: ReceivedEvent) -> None:
+    data = event.data
+    assert isinstance(data, LoginSucceededV1)
+    month = month_of(data.at)
+    row = {"tenant_id": data.tenant_id, "month": month, "metric": "logins", "client_id": "", "count": 1}
+    await usage_store.add_counts(session, [row])
+    await usage_store.add_citizen(session, data.tenant_id, month, data.user_number)
+
+
+def consumers(tables: EventTables, push: PushHandle | None = None) -> list[ConsumerSpec]:
     """The consumer groups of this service (diagnostics is added by the chassis)."""
+    handle = push or PushHandle()
     return [
         ConsumerSpec(
             "parties",
@@ -93,6 +127,15 @@ def consumers(tables: EventTables) -> list[ConsumerSpec]:
             CONSENT_VIEW_GROUP,
             [ConsentDecisionRecordedV1.topic],
             {ConsentDecisionRecordedV1.event_type: on_decision_recorded},
+            tables,
+        ),
+        ConsumerSpec(
+            "usage", [LoginSucceededV1.topic], {LoginSucceededV1.event_type: on_login_succeeded}, tables
+        ),
+        ConsumerSpec(
+            "push",
+            [ResidentUpdatedV1.topic],
+            {ResidentUpdatedV1.event_type: handle.on_resident_updated},
             tables,
         ),
     ]

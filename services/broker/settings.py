@@ -33,6 +33,24 @@ class BrokerSettings(ServiceSettings):
     # Parties call from few addresses (their servers); per-client quotas come on top.
     rate_limit_per_s: float = 2000.0
     rate_limit_burst: float = 4000.0
+    # Clients whose citizen tokens (scope broker:log) may read that citizen's whole exchange log:
+    # the platform's own apps only, since the log names every other party the citizen deals with.
+    log_clients: list[str] = Field(default_factory=list)
     # Each party's own budget of API calls (per client id, token bucket).
     client_rate_per_s: float = Field(default=500.0, gt=0)
     client_burst: float = Field(default=1000.0, gt=0)
+    # Push (webhooks): per-attempt timeout, attempts before the dead-letter store, backoff
+    # (initial × 2^n, capped, ±20 % jitter), how long a worker's claim lasts (a crashed worker's
+    # deliveries are taken over after it), how often the queue is looked at without a wake-up.
+    push_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    push_max_attempts: int = Field(default=8, ge=1, le=50)
+    push_retry_initial_s: float = Field(default=2.0, gt=0)
+    push_retry_max_s: float = Field(default=900.0, gt=0)
+    push_lease_s: float = Field(default=60.0, gt=0)
+    push_poll_s: float = Field(default=1.0, gt=0)
+    push_max_value_bytes: int = Field(default=65_536, gt=0)
+    push_max_subscriptions: int = Field(default=100, ge=1)  # per client
+    # Values of dead deliveries are kept this long for redelivery, then cleared.
+    push_dead_retention_s: float = Field(default=7 * 86_400.0, gt=0)
+    # Metering: API calls are counted in memory and added to the database this often.
+    usage_flush_s: float = Field(default=10.0, gt=0)

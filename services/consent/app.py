@@ -1,15 +1,22 @@
 """Tsunagu consent: dynamic opt-in — signed, revocable, auditable consent records."""
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI
+from joserfc.jwk import ECKey
 
+from tsunagu.clients.broker import BrokerClient
 from tsunagu.clients.ca import CaClient
 from tsunagu.clients.signer import BatchingSigner, SignerClient
 from tsunagu.consent.api import routers
+from tsunagu.consent.api.dashboard import LoginFirst, to_login
 from tsunagu.consent.api.deps import (
     DECISIONS_EXPORT,
     EFFECTIVE_READ,
@@ -18,16 +25,23 @@ from tsunagu.consent.api.deps import (
     ConsentServices,
 )
 from tsunagu.consent.domain.context import ConsentContext, ConsentPolicy
+from tsunagu.consent.domain.dashboard import Dashboard
 from tsunagu.consent.domain.decisions import Decisions
+from tsunagu.consent.domain.oidc_rp import ClientCredentials, OidcRelyingParty
 from tsunagu.consent.domain.queries import ConsentQueries
 from tsunagu.consent.domain.receipts import Receipts
 from tsunagu.consent.domain.requests import ConsentRequests
 from tsunagu.consent.events import consumers
-from tsunagu.consent.settings import ConsentSettings
+from tsunagu.consent.settings import ConsentSettings, DashboardSettings
+from tsunagu.consent.store import dashboard as dashboard_store
+from tsunagu.consent.store import repository
 from tsunagu.consent.store.models import event_tables, metadata
 from tsunagu.service import ServiceRuntime, ServiceSpec, create_service_app, run_service
+from tsunagu.service.runtime import pause
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
+# Anonymous callers create a row per dashboard login: a tighter per-address budget there.
+DASHBOARD_LOGIN_PATHS = ("/dashboard/login", "/dashboard/callback")
 # permission → service callers allowed (deny by default)
 GRANTS: dict[str, list[str]] = {
     RECIPIENTS_WRITE: ["operator", "idp"],
@@ -44,6 +58,51 @@ def _policy(settings: ConsentSettings) -> ConsentPolicy:
         skew_s=settings.clock_skew_s,
         request_ttl_s=settings.request_ttl_s,
         max_validity_days=settings.max_validity_days,
+    )
+
+
+async def _housekeeping(runtime: ServiceRuntime, stopping: asyncio.Event, interval_s: float = 300.0) -> None:
+    """Spent records go: wallet query jti past their freshness, expired dashboard sessions."""
+    while not stopping.is_set():
+        try:
+            async with runtime.db.transaction() as session:
+                now = datetime.now(UTC)
+                await repository.forget_expired_jti(session, now)
+                await dashboard_store.forget_expired_sessions(session, now)
+        except Exception:
+            log.warning("consent housekeeping failed; retrying later", exc_info=True)
+        await pause(stopping, interval_s)
+
+
+def _dashboard(
+    settings: DashboardSettings,
+    http: httpx.AsyncClient,
+    context: ConsentContext,
+    requests: ConsentRequests,
+    queries: ConsentQueries,
+    *,
+    broker: BrokerClient | None,
+) -> Dashboard | None:
+    if not settings.enabled:
+        return None
+    assert settings.issuer and settings.client_id and settings.redirect_uri
+    key = None
+    if settings.client_key_file is not None:
+        key = ECKey.import_key(settings.client_key_file.read_bytes())
+        key.ensure_kid()
+    secret = settings.client_secret.get_secret_value() if settings.client_secret else None
+    rp = OidcRelyingParty(
+        http, settings.issuer, ClientCredentials(settings.client_id, key, secret), settings.redirect_uri
+    )
+    return Dashboard(
+        context,
+        rp,
+        requests,
+        queries,
+        session_ttl_s=settings.session_ttl_s,
+        login_ttl_s=settings.login_ttl_s,
+        change_ttl_s=settings.change_ttl_s,
+        broker=broker,
     )
 
 
@@ -65,12 +124,24 @@ async def consent_resources(runtime: ServiceRuntime) -> AsyncIterator[ConsentSer
         receipts=Receipts(signer, batching),
         policy=_policy(settings),
     )
-    try:
-        yield ConsentServices(ConsentRequests(context), Decisions(context), ConsentQueries(context))
-    finally:
-        await batching.aclose()
-        await signer.aclose()
-        await ca.aclose()
+    requests, queries = ConsentRequests(context), ConsentQueries(context)
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(ca.aclose)
+        stack.push_async_callback(signer.aclose)
+        stack.push_async_callback(batching.aclose)
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+        broker = BrokerClient(settings.broker_url, runtime.issuer) if settings.broker_url else None
+        if broker is not None:
+            stack.push_async_callback(broker.aclose)
+        dashboard = _dashboard(settings.dashboard, http, context, requests, queries, broker=broker)
+        stopping = asyncio.Event()
+        housekeeping = asyncio.create_task(_housekeeping(runtime, stopping), name="consent-housekeeping")
+        try:
+            yield ConsentServices(requests, Decisions(context), queries, dashboard)
+        finally:
+            stopping.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(housekeeping, 10)
 
 
 def service_spec(settings: ConsentSettings) -> ServiceSpec:
@@ -85,6 +156,11 @@ def service_spec(settings: ConsentSettings) -> ServiceSpec:
         consumers=consumers(event_tables),
         grants=GRANTS,
         resources=consent_resources,
+        exception_handlers={LoginFirst: to_login},
+        strict_rate_limits={
+            path: (settings.dashboard.login_rate_per_s, settings.dashboard.login_burst)
+            for path in DASHBOARD_LOGIN_PATHS
+        },
     )
 
 

@@ -29,7 +29,7 @@ EXPECTED_CALLERS = {
     "ca": {"idp", "consent", "broker"},  # certificate status lookups
     "idp": {"broker"},  # subject lookups
     "consent": {"idp", "broker"},  # idp: effective consent before releasing claims
-    "broker": set(),
+    "broker": {"consent"},  # the citizen dashboard reads the exchange log
     "jlis-sync": {"ca", "idp", "broker"},
 }
 CRD_KINDS = {"ServiceMonitor"}
@@ -257,7 +257,7 @@ def _covers(prefix: str, path: str) -> bool:
     return path == prefix or path.startswith(prefix.rstrip("/") + "/")
 
 
-@pytest.mark.parametrize("svc", ["ca", "idp", "consent"])
+@pytest.mark.parametrize("svc", ["ca", "idp", "consent", "broker"])
 def test_ingress_routes_exactly_the_public_endpoints(objects: list[dict[str, Any]], svc: str) -> None:
     """Every public route is reachable and every ingress path reaches a route (nothing stale)."""
     routes = _public_routes(svc)

@@ -49,15 +49,22 @@ def test_dev_up_runs_the_demo_on_sqlite_and_leaves_nothing_running(tmp_path: Pat
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=360,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    consent_port = base + 3
+    assert f"dashboard  http://127.0.0.1:{consent_port}/dashboard" in result.stdout
     for service in ("signer", "idp", "consent", "broker", "jlis-sync"):
         assert f"✓ {service}" in result.stdout
     assert "ca issued a root certificate through the signer" in result.stdout
     assert "idp may not use the CA key (403 urn:tsunagu:problem:key-not-allowed)" in result.stdout
     assert "idp reads the new address over authenticated HTTP: 北海道江別市高砂町6番地" in result.stdout
+    assert (
+        "19. A病院 → 200" in result.stdout
+        and "B病院 → 403 urn:tsunagu:problem:consent-required" in result.stdout
+    )
+    assert "20. 市民が撤回 / the citizen withdraws → A病院 refused" in result.stdout
     assert "停止しました / stopped" in result.stdout
     assert all(port_is_free(base + i) for i in range(6)) and port_is_free(kafka)
     assert sorted(p.name for p in (tmp_path / "data").iterdir() if p.suffix == ".db") == sorted(

@@ -57,6 +57,7 @@ async def _verified(request: Request) -> AccessToken:
         raise InvalidToken("send exactly one Authorization header")
     token = await broker.tokens.verify(headers[0] if headers else None)
     broker.quotas.spend(token.client_id)
+    broker.usage.count_call(token.client_id)
     request.state.party = token.client_id
     return token
 

@@ -12,7 +12,7 @@ from tsunagu.auth import ServicePrincipal, require_permission
 from tsunagu.broker.api.deps import LOG_READ, SCOPE_EXCHANGE, SCOPE_LOG, party_token, services
 from tsunagu.broker.domain.access_tokens_rfc9068 import AccessToken
 from tsunagu.broker.domain.context import BrokerServices
-from tsunagu.broker.domain.errors import InsufficientScope, InvalidExchange
+from tsunagu.broker.domain.errors import InsufficientScope, InvalidExchange, UnknownParty
 from tsunagu.broker.domain.exchanges import MAX_ITEMS, PullRequest
 
 router = APIRouter(tags=["exchange"])
@@ -55,6 +55,8 @@ async def my_exchanges(
     """The citizen's own exchange log, with a token from a login (``scope broker:log``)."""
     if not caller.for_person:
         raise InsufficientScope(SCOPE_LOG + " (a citizen's token, not a client's own)")
+    if caller.client_id not in broker.log_clients:
+        raise UnknownParty("only the platform's own apps read a citizen's exchange log")
     party = await broker.parties.party(caller.client_id)
     user_number = await broker.parties.user_number(party, caller.sub)
     return await broker.exchange_log.of(user_number, before=_before(before), limit=limit)

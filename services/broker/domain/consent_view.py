@@ -28,6 +28,7 @@ from tsunagu.broker.store import repository as store
 from tsunagu.clients.consent import ConsentApi
 from tsunagu.clients.internal import UpstreamError
 from tsunagu.db import Database
+from tsunagu.db.engine import as_utc
 
 DECISION_TOPIC = "tsunagu.consent.decision"
 # Where the feeding consumer stands: (topic, partition) → monotonic time it was caught up, if it
@@ -59,9 +60,9 @@ def evaluate(
     for row in rows:
         if row["action"] != "decide" or row["purpose_code"] != purpose:
             continue
-        if not (row["effective_from"] <= at < row["valid_until"]):
+        if not (as_utc(row["effective_from"]) <= at < as_utc(row["valid_until"])):
             continue
-        if row["superseded_at"] is not None and row["superseded_at"] <= at:
+        if row["superseded_at"] is not None and as_utc(row["superseded_at"]) <= at:
             continue
         for item, value in row["items"].items():
             if value == "allow":
@@ -81,6 +82,7 @@ class ConsentView:
         freshness: Freshness,
         partitions: PartitionCount,
         monotonic: Callable[[], float] = time.monotonic,
+        answered: Callable[[str], None] = lambda _source: None,
     ) -> None:
         self.db = db
         self.consent = consent
@@ -88,6 +90,7 @@ class ConsentView:
         self.freshness = freshness
         self.partitions = partitions
         self.monotonic = monotonic
+        self.answered = answered  # counts answers by source (metrics)
 
     def fresh_for(self, user_number: str) -> bool:
         """Whether the view holds every decision of this person recorded up to ``max_age_s`` ago."""
@@ -105,10 +108,12 @@ class ConsentView:
             rows = await store.decisions(session, user_number, recipient)
         from_view = evaluate(rows, purpose, items, at)
         if self.fresh_for(user_number):
+            self.answered("view")
             return Verdict(from_view, [i for i in items if i not in from_view], "view")
         try:
             answer = await self.consent.effective(user_number, recipient, items, purpose, at)
         except (UpstreamError, httpx.HTTPError) as error:
             raise ConsentUnavailable("consent cannot be asked now") from error
+        self.answered("consent")
         allowed = {item: from_view.get(item) for item in items if answer.get(item) == "allow"}
         return Verdict(allowed, [i for i in items if i not in allowed], "consent")

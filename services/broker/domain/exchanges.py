@@ -29,6 +29,7 @@ from tsunagu.broker.domain.providers import JLIS_SYNC, ProviderCall, Providers
 from tsunagu.errors import DomainError
 from tsunagu.events import GroupCommit
 from tsunagu.events.schemas.broker import ExchangeCompletedV1, ExchangeDeniedV1
+from tsunagu.obs import failpoint
 from tsunagu.obs.context import current_request_id
 
 PURPOSE = re.compile(r"^[a-z0-9._-]{1,64}$")  # consent's purpose codes
@@ -119,9 +120,11 @@ class Exchanges:
             consent=consent,
             denied=verdict.denied,
         )
+        failpoint("broker.exchange.before_log")
         await self.log.add(
             event, self._row(attempt, "completed", reason=None, released=released, consent=consent, now=now)
         )
+        failpoint("broker.exchange.after_log")
         return {
             "exchange_id": attempt.id,
             "sub": request.sub,

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 
 from tsunagu.broker.domain.errors import ProviderFailed, ProviderTimeout
@@ -54,7 +55,7 @@ class Providers:
     def __init__(
         self,
         *,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         signer: TokenSigner,
         jlis: JlisSyncClient,
         issuer: str,
@@ -111,15 +112,19 @@ class Providers:
         body = await self.signed_request(call)
         headers = {"Content-Type": "application/jwt", "Accept": "application/json"}
         try:
-            async with self.http.stream(
-                "POST", call.endpoint, content=body, headers=headers, timeout=self.timeout_s
+            async with self.http.post(
+                call.endpoint,
+                data=body.encode(),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                allow_redirects=False,
             ) as response:
-                if response.status_code != 200:
-                    raise ProviderFailed(f"the provider answered {response.status_code}")
+                if response.status != 200:
+                    raise ProviderFailed(f"the provider answered {response.status}")
                 raw = await self._read_bounded(response)
-        except httpx.TimeoutException as error:
+        except TimeoutError as error:
             raise ProviderTimeout(f"the provider did not answer within {self.timeout_s:g} s") from error
-        except httpx.HTTPError as error:
+        except aiohttp.ClientError as error:
             raise ProviderFailed("the provider could not be reached") from error
         try:
             document = json.loads(raw)
@@ -130,10 +135,12 @@ class Providers:
             raise ProviderFailed('the provider\'s answer has no "items" object')
         return values
 
-    async def _read_bounded(self, response: httpx.Response) -> bytes:
+    async def _read_bounded(self, response: aiohttp.ClientResponse) -> bytes:
+        if (response.content_length or 0) > self.max_response_bytes:
+            raise ProviderFailed(f"the provider's answer exceeds {self.max_response_bytes} bytes")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.content.iter_chunked(65_536):
             size += len(chunk)
             if size > self.max_response_bytes:
                 raise ProviderFailed(f"the provider's answer exceeds {self.max_response_bytes} bytes")

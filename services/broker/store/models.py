@@ -110,6 +110,91 @@ exchange = Table(
     Index("ix_exchange_tenant_at", "tenant_id", "at"),
 )
 
+# -- push: subscriptions and webhook deliveries ------------------------------------------------
+
+# A party's subscription: changes of these items, for this purpose, POSTed to its webhook.
+push_subscription = Table(
+    "push_subscription",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("subscriber", String(64), nullable=False, index=True),  # client id
+    Column("tenant_id", String(64), nullable=False),
+    Column("items", JSON, nullable=False),
+    Column("purpose_code", String(64), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Which subscriptions want an item (the fan-out's lookup).
+push_subscription_item = Table(
+    "push_subscription_item",
+    metadata,
+    Column("item", String(64), primary_key=True),
+    Column("subscription_id", String(32), primary_key=True),
+)
+
+# The last sequence number given per (subscriber, citizen): deliveries go out in this order.
+push_sequence = Table(
+    "push_sequence",
+    metadata,
+    Column("subscriber", String(64), primary_key=True),
+    Column("user_number", String(16), primary_key=True),
+    Column("last", BigInteger, nullable=False),
+)
+
+# One webhook delivery. ``value`` is the pushed value only while the delivery is pending (or dead,
+# for redelivery, until the dead-letter retention ends); it is cleared once delivered or cancelled.
+push_delivery = Table(
+    "push_delivery",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("change_id", String(32), nullable=False),
+    Column("subscription_id", String(32), nullable=False),
+    Column("subscriber", String(64), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("user_number", String(16), nullable=False),
+    Column("item", String(64), nullable=False),
+    Column("purpose_code", String(64), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("value_source", String(16), nullable=False),  # inline | jlis-sync | none
+    Column("value", JSON(none_as_null=True), nullable=True),
+    Column("state", String(16), nullable=False),  # pending | sending | delivered | dead | cancelled
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("lease_until", DateTime(timezone=True), nullable=True),  # a claim (state sending)
+    Column("last_error", String(200), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_push_delivery_due", "state", "next_attempt_at"),
+    Index("ix_push_delivery_order", "subscriber", "user_number", "seq"),
+)
+
+# -- metering ----------------------------------------------------------------------------------
+
+# Counters per tenant, month (Japan time, YYYY-MM) and metric; ``client_id`` is "" for tenant-wide
+# metrics (logins) and the calling party for ``api_calls``.
+usage_counter = Table(
+    "usage_counter",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("metric", String(32), primary_key=True),
+    Column("client_id", String(64), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+# Citizens who logged in to a tenant's client that month (active citizens = these ∪ the citizens
+# of that month's exchanges).
+usage_citizen = Table(
+    "usage_citizen",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("user_number", String(16), primary_key=True),
+)
+
 # -- non-personal data (NGSI-LD subset) ---------------------------------------------------------
 
 # JSONB on PostgreSQL (GIN-indexable, compared by value); plain JSON elsewhere (SQLite migrations).

@@ -2,7 +2,8 @@
 
 from fastapi import APIRouter
 
+from tsunagu.consent.api.dashboard import router as dashboard_router
 from tsunagu.consent.api.internal import router as internal_router
 from tsunagu.consent.api.wallet import router as wallet_router
 
-routers: list[APIRouter] = [internal_router, wallet_router]
+routers: list[APIRouter] = [internal_router, wallet_router, dashboard_router]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from tsunagu.consent.domain.dashboard import Dashboard
 from tsunagu.consent.domain.decisions import Decisions
 from tsunagu.consent.domain.queries import ConsentQueries
 from tsunagu.consent.domain.requests import ConsentRequests
@@ -28,6 +29,7 @@ class ConsentServices:
     requests: ConsentRequests
     decisions: Decisions
     queries: ConsentQueries
+    dashboard: Dashboard | None = None  # None until the dashboard's idp client is configured
 
 
 def services(request: Request) -> ConsentServices:

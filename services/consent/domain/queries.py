@@ -99,19 +99,22 @@ class ConsentQueries:
         return verified
 
     async def pending_for_wallet(self, token: str) -> list[dict[str, Any]]:
-        """The signer's pending requests, each with what the wallet needs to answer it: the head
-        of the chain for that recipient and the decisions in force it may supersede."""
+        """The signer's pending requests (see :meth:`pending_of`), for a wallet-signed query."""
         verified = await self._verified(token, "requests")
+        return await self.pending_of(verified.user_number)
+
+    async def pending_of(self, user_number: str) -> list[dict[str, Any]]:
+        """A person's pending requests, each with what the wallet needs to answer it: the head of
+        the chain for that recipient and the decisions in force it may supersede. The caller has
+        authenticated the person (a wallet-signed query, a dashboard session)."""
         now = self.context.clock()
         async with self.context.db.sessions() as session:
-            pending = await store.pending_requests(session, verified.user_number, now)
-            in_force = await store.in_force(session, verified.user_number, now)
+            pending = await store.pending_requests(session, user_number, now)
+            in_force = await store.in_force(session, user_number, now)
             answers = []
             for row in pending:
                 shown = request_view(row)
-                shown["previous"] = await store.latest_hash(
-                    session, verified.user_number, row["recipient_id"]
-                )
+                shown["previous"] = await store.latest_hash(session, user_number, row["recipient_id"])
                 shown["in_force"] = [
                     d["id"]
                     for d in in_force
@@ -121,11 +124,16 @@ class ConsentQueries:
         return answers
 
     async def grants(self, token: str) -> dict[str, Any]:
-        """What each recipient may receive now, grouped by recipient (deny wins per item)."""
+        """What each recipient may receive now (see :meth:`grants_of`), for a wallet-signed query."""
         verified = await self._verified(token, "grants")
+        return await self.grants_of(verified.user_number)
+
+    async def grants_of(self, user_number: str) -> dict[str, Any]:
+        """What each recipient may receive from this person now, grouped by recipient (deny wins
+        per item), with the purposes (code, ja, en) of the decisions in force."""
         now = self.context.clock()
         async with self.context.db.sessions() as session:
-            rows = await store.in_force(session, verified.user_number, now)
+            rows = await store.in_force(session, user_number, now)
             items = await store.items_of(session, [row["id"] for row in rows])
             names = await store.recipients(session, [row["recipient_id"] for row in rows])
         grouped: dict[str, Any] = {}
@@ -141,10 +149,13 @@ class ConsentQueries:
                 },
             )
             decided = items.get(row["id"], {})
+            purpose_text = stored_statement(row).purpose
             entry["decisions"].append(
                 {
                     "decision_id": row["id"],
                     "purpose": row["purpose_code"],
+                    "purpose_ja": purpose_text.ja,
+                    "purpose_en": purpose_text.en,
                     "items": decided,
                     "valid_until": rfc3339(row["valid_until"]),
                     "recorded_at": rfc3339(row["recorded_at"]),
@@ -157,12 +168,18 @@ class ConsentQueries:
                 code: combine(sorted({item for item, _ in values}), values)
                 for code, values in entry["purposes"].items()
             }
-        return {"user_number": verified.user_number, "at": rfc3339(now), "recipients": list(grouped.values())}
+        return {"user_number": user_number, "at": rfc3339(now), "recipients": list(grouped.values())}
 
     async def history(self, token: str) -> dict[str, Any]:
+        """Every decision of the signer (see :meth:`history_of`), for a wallet-signed query."""
         verified = await self._verified(token, "history")
+        return await self.history_of(verified.user_number)
+
+    async def history_of(self, user_number: str) -> dict[str, Any]:
+        """Every decision of this person, oldest first: its ISO/IEC TS 27560 event type, the
+        statement, the receipt and what superseded it."""
         async with self.context.db.sessions() as session:
-            rows = await store.history(session, verified.user_number)
+            rows = await store.history(session, user_number)
         superseded = {row["supersedes"]: row["id"] for row in rows if row["supersedes"]}
         entries = []
         for row in rows:
@@ -185,7 +202,7 @@ class ConsentQueries:
                     "receipt": row["receipt"],
                 }
             )
-        return {"user_number": verified.user_number, "decisions": entries}
+        return {"user_number": user_number, "decisions": entries}
 
     async def export(self, decision_id: str, *, user_number: str | None = None) -> dict[str, Any]:
         """One decision with its evidence, verifiable offline (``export_verify.verify_export``)."""

@@ -119,3 +119,31 @@ seen_jti = Table(
     Column("jti", String(128), primary_key=True),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
 )
+
+# The citizen dashboard's browser sessions. The cookie carries a random id; only its SHA-256 is
+# kept. A row starts as a login in progress (state, nonce, PKCE verifier) and becomes a session
+# of one person (user_number from the idp's ID token, a CSRF token) under a new id.
+dashboard_session = Table(
+    "dashboard_session",
+    metadata,
+    Column("id_sha256", String(64), primary_key=True),
+    Column("user_number", String(16), nullable=True),
+    Column("oidc_state", String(64), nullable=True),
+    Column("oidc_nonce", String(64), nullable=True),
+    Column("code_verifier", String(128), nullable=True),
+    Column("csrf_token", String(64), nullable=True),
+    Column("locale", String(2), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# What the citizen asked the dashboard to change (the request's proposed answer per item), shown
+# beside the signing QR code; the wallet's signed decision is what counts.
+dashboard_change = Table(
+    "dashboard_change",
+    metadata,
+    Column("request_id", String(32), ForeignKey("consent_request.id"), primary_key=True),
+    Column("user_number", String(16), nullable=False),
+    Column("proposal", JSON, nullable=False),  # {item: "allow" | "deny"}
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

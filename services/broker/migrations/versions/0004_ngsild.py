@@ -1,7 +1,7 @@
 """non-personal data (NGSI-LD subset): datasets, entities, subscriptions, notifications
 
-Revision ID: broker_0002
-Revises: broker_0001
+Revision ID: broker_0004
+Revises: broker_0003
 Create Date: 2026-11-24 02:29:52.455852
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "broker_0002"
-down_revision: str | Sequence[str] | None = "broker_0001"
+revision: str = "broker_0004"
+down_revision: str | Sequence[str] | None = "broker_0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,7 @@
+"""``python -m tsunagu.wallet …`` = ``tsunagu wallet …``."""
+
+import sys
+
+from tsunagu.wallet.cli import main
+
+sys.exit(main(prog="python -m tsunagu.wallet"))

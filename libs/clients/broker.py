@@ -1,0 +1,21 @@
+"""The broker's internal routes other services call with their service token: a citizen's
+exchange log ("やりとり履歴") for the consent dashboard (``broker:log:read``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tsunagu.auth import ServiceTokenIssuer
+from tsunagu.clients.internal import InternalClient
+
+
+class BrokerClient(InternalClient):
+    def __init__(self, base_url: str, issuer: ServiceTokenIssuer, *, timeout_s: float = 5.0) -> None:
+        super().__init__("broker", base_url, issuer, timeout_s=timeout_s)
+
+    async def exchanges(self, user_number: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The person's latest exchanges and denials, newest first (no values: items only)."""
+        answer = await self.request(
+            "GET", "/internal/v1/exchanges", params={"user_number": user_number, "limit": limit}
+        )
+        return list(answer["exchanges"])
