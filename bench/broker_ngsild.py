@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import random
@@ -38,6 +37,7 @@ from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.devstack.stack import RunningStack
 
 TENANT = "bench-city"
+NOTE = "ngsild: "  # this part's notes in broker.json (the other broker benchmarks keep theirs)
 LIFTED = {
     "TSUNAGU_BROKER_RATE_LIMIT_PER_S": "1000000",
     "TSUNAGU_BROKER_RATE_LIMIT_BURST": "1000000",
@@ -199,16 +199,6 @@ async def measure(
     return metrics
 
 
-def _merge(output_dir: Path, metrics: dict[str, dict[str, Any]], notes: list[str]) -> Path:
-    """Write our metrics into broker.json, keeping the other broker benchmarks' metrics and notes."""
-    path = output_dir / "broker.json"
-    if path.exists():
-        existing = json.loads(path.read_text(encoding="utf-8"))
-        metrics = {**{k: v for k, v in existing.get("metrics", {}).items() if k not in metrics}, **metrics}
-        notes = [n for n in existing.get("notes", []) if not n.startswith("ngsild:")] + notes
-    return write_result("broker", metrics, notes=notes, output_dir=output_dir)
-
-
 def _print_errors(log: Path) -> None:
     """The broker's logged errors (a failed run's cause), before the state directory goes."""
     if log.exists():
@@ -242,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         notes.append("ngsild: quick run: small scale, not the measurement")
     notes.append("ngsild: load average at the end " + " ".join(f"{value:.2f}" for value in os.getloadavg()))
-    written = _merge(args.output_dir, metrics, notes)
+    written = write_result("broker", metrics, notes=notes, output_dir=args.output_dir, keep_other=NOTE)
     print(f"wrote {written}: " + ", ".join(f"{k} {v['value']}" for k, v in metrics.items()))
 
 
