@@ -2,6 +2,7 @@
 data, exchange log, metering."""
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -23,6 +24,7 @@ from tsunagu.broker.domain.delegated_keys import DelegatedSigner
 from tsunagu.broker.domain.deliveries import Deliveries, DeliveryPolicy
 from tsunagu.broker.domain.exchange_log import ExchangeLog
 from tsunagu.broker.domain.exchanges import Exchanges
+from tsunagu.broker.domain.ngsild import ContextBroker, Datasets, NotificationSender, Subscriptions
 from tsunagu.broker.domain.parties import Parties
 from tsunagu.broker.domain.providers import Providers
 from tsunagu.broker.domain.push import Push
@@ -131,6 +133,7 @@ async def broker_resources(
             ),
             log=GroupCommit(runtime.db, runtime.outbox, write_rows=store.add_exchanges),
         )
+        ngsild = await stack.enter_async_context(_ngsild(runtime))
         push, deliveries, usage = _push_and_usage(
             runtime,
             settings,
@@ -161,11 +164,29 @@ async def broker_resources(
             exchanges=exchanges,
             exchange_log=ExchangeLog(runtime.db),
             exchange_keys=exchange_keys,
+            ngsild=ngsild,
             push=push,
             deliveries=deliveries,
             usage=usage,
             log_clients=frozenset(settings.log_clients),
         )
+
+
+@asynccontextmanager
+async def _ngsild(runtime: ServiceRuntime) -> AsyncIterator[ContextBroker]:
+    """Non-personal data, and the loop that sends its subscriptions' notifications."""
+    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as http:
+        sender = NotificationSender(runtime.db, http)
+        datasets = Datasets(runtime.db)
+        broker = ContextBroker(runtime.db, datasets, Subscriptions(runtime.db, datasets), sender.queued.set)
+        stopping = asyncio.Event()
+        loop = asyncio.create_task(sender.run(stopping), name="broker-ngsild-notifications")
+        try:
+            yield broker
+        finally:
+            stopping.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(loop, 10)
 
 
 def _push_and_usage(

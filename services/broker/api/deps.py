@@ -9,6 +9,7 @@ from fastapi import Request
 from tsunagu.broker.domain.access_tokens_rfc9068 import AccessToken
 from tsunagu.broker.domain.context import BrokerServices
 from tsunagu.broker.domain.errors import InsufficientScope, InvalidToken
+from tsunagu.broker.domain.ngsild.datasets import READ_SCOPE, WRITE_SCOPE
 from tsunagu.errors import ServiceUnavailable
 from tsunagu.service import get_runtime
 
@@ -21,6 +22,8 @@ SCOPE_EXCHANGE = "broker:exchange"
 SCOPE_PROVIDE = "broker:provide"
 SCOPE_SUBSCRIBE = "broker:subscribe"
 SCOPE_LOG = "broker:log"
+SCOPE_NGSILD_READ = READ_SCOPE  # ngsi-ld:read (non-public datasets, subscriptions)
+SCOPE_NGSILD_WRITE = WRITE_SCOPE  # ngsi-ld:write (a dataset's writers)
 
 
 class BrokerNotConfigured(ServiceUnavailable):
@@ -39,16 +42,29 @@ def party_token(scope: str) -> Callable[[Request], Awaitable[AccessToken]]:
     """A dependency: the caller's verified access token, carrying ``scope``, within its quota."""
 
     async def dependency(request: Request) -> AccessToken:
-        broker = services(request)
-        headers = request.headers.getlist("authorization")
-        if len(headers) > 1:
-            raise InvalidToken("send exactly one Authorization header")
-        token = await broker.tokens.verify(headers[0] if headers else None)
-        broker.quotas.spend(token.client_id)
-        broker.usage.count_call(token.client_id)
+        token = await _verified(request)
         if scope not in token.scopes:
             raise InsufficientScope(scope)
-        request.state.party = token.client_id
         return token
 
     return dependency
+
+
+async def _verified(request: Request) -> AccessToken:
+    broker = services(request)
+    headers = request.headers.getlist("authorization")
+    if len(headers) > 1:
+        raise InvalidToken("send exactly one Authorization header")
+    token = await broker.tokens.verify(headers[0] if headers else None)
+    broker.quotas.spend(token.client_id)
+    broker.usage.count_call(token.client_id)
+    request.state.party = token.client_id
+    return token
+
+
+async def optional_party_token(request: Request) -> AccessToken | None:
+    """A dependency: the caller's verified access token when one is sent (any scope; the route
+    decides), None for an anonymous call (public non-personal data)."""
+    if "authorization" not in request.headers:
+        return None
+    return await _verified(request)

@@ -10,6 +10,7 @@ from tsunagu.broker.domain.catalog import Catalog
 from tsunagu.broker.domain.deliveries import Deliveries
 from tsunagu.broker.domain.exchange_log import ExchangeLog
 from tsunagu.broker.domain.exchanges import Exchanges
+from tsunagu.broker.domain.ngsild import ContextBroker
 from tsunagu.broker.domain.parties import Parties
 from tsunagu.broker.domain.push import Push
 from tsunagu.broker.domain.quotas import ClientQuotas
@@ -29,4 +30,5 @@ class BrokerServices:
     push: Push  # subscriptions and changes in
     deliveries: Deliveries  # webhooks out, the dead-letter store
     usage: Usage  # metering
+    ngsild: ContextBroker  # non-personal data (NGSI-LD subset)
     log_clients: frozenset[str] = frozenset()  # clients whose citizen tokens read the exchange log

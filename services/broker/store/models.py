@@ -4,7 +4,20 @@ No personal data values are ever stored: the exchange log names items, never the
 who-is-who view holds pairwise subjects and user identification numbers only.
 """
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from tsunagu.db import new_metadata
 from tsunagu.service.diagnostics import define_platform_tables
@@ -180,6 +193,82 @@ usage_citizen = Table(
     Column("tenant_id", String(64), primary_key=True),
     Column("month", String(7), primary_key=True),
     Column("user_number", String(16), primary_key=True),
+)
+
+# -- non-personal data (NGSI-LD subset) ---------------------------------------------------------
+
+# JSONB on PostgreSQL (GIN-indexable, compared by value); plain JSON elsewhere (SQLite migrations).
+JSON_DOCUMENT = JSON().with_variant(JSONB(), "postgresql")
+SQLITE_INTEGER_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+# A dataset of non-personal data: which entity types it holds and who may read and write it.
+ngsild_dataset = Table(
+    "ngsild_dataset",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False, index=True),
+    Column("label_ja", String(200), nullable=False),
+    Column("label_en", String(200), nullable=False),
+    Column("entity_types", JSON, nullable=False),  # [type]; a type belongs to one dataset
+    Column("access", JSON, nullable=False),  # "public" | [client_id] (read)
+    Column("writers", JSON, nullable=False),  # [client_id]
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# An entity: its attributes as served (normalized), a flat map of attribute values for ``q``
+# (``attr`` → value or object, ``attr.sub`` → sub-attribute value) and the point of its
+# ``location`` for geo-queries.
+ngsild_entity = Table(
+    "ngsild_entity",
+    metadata,
+    Column("id", String(256), primary_key=True),
+    Column("type", String(256), nullable=False),
+    Column("dataset_id", String(64), nullable=False),
+    Column("attrs", JSON_DOCUMENT, nullable=False),
+    Column("query_values", JSON_DOCUMENT, nullable=False),
+    Column("context", JSON, nullable=True),  # the @context the writer gave (echoed, not expanded)
+    Column("lat", Float, nullable=True),
+    Column("lon", Float, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("modified_at", DateTime(timezone=True), nullable=False),
+    Index("ix_ngsild_entity_type_id", "type", "id"),
+    Index("ix_ngsild_entity_dataset_id", "dataset_id", "id"),
+    Index("ix_ngsild_entity_lat_lon", "lat", "lon"),
+    Index(
+        "ix_ngsild_entity_query_values",
+        "query_values",
+        postgresql_using="gin",
+        postgresql_ops={"query_values": "jsonb_path_ops"},
+    ),
+)
+
+# A subscription of a party (idp client) to changes of entities.
+ngsild_subscription = Table(
+    "ngsild_subscription",
+    metadata,
+    Column("id", String(256), primary_key=True),
+    Column("owner", String(64), nullable=False, index=True),  # client id
+    Column("entity_types", JSON, nullable=False),  # [type] (for the change → subscription lookup)
+    Column("document", JSON, nullable=False),  # the subscription as the party gave it (normalized)
+    Column("active", Boolean, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# A notification to send (written in the transaction of the change; a worker sends it).
+ngsild_notification = Table(
+    "ngsild_notification",
+    metadata,
+    Column("id", SQLITE_INTEGER_ID, primary_key=True, autoincrement=True),
+    Column("subscription_id", String(256), nullable=False, index=True),
+    Column("endpoint", String(2048), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", String(200), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_ngsild_notification_due", "state", "next_attempt_at"),
 )
 
 # -- delegated signing keys (domain/delegated_keys.py) --------------------------------------------

@@ -1,7 +1,7 @@
 """delegated signing keys
 
-Revision ID: broker_0004
-Revises: broker_0003
+Revision ID: broker_0005
+Revises: broker_0004
 Create Date: 2026-11-24 03:37:48.486082
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "broker_0004"
-down_revision: str | Sequence[str] | None = "broker_0003"
+revision: str = "broker_0005"
+down_revision: str | Sequence[str] | None = "broker_0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
