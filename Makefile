@@ -39,6 +39,8 @@ bench: setup system ## benchmarks; figures go to bench/results and BENCHMARKS.md
 	$(BIN)/python -m bench.ca
 	$(BIN)/python -m bench.idp
 	$(BIN)/python -m bench.consent
+	$(BIN)/python -m bench.broker
+	$(BIN)/python -m bench.broker_ngsild
 
 clean:
 	rm -rf $(VENV) .tsunagu .pytest_cache .mypy_cache .ruff_cache

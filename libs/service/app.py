@@ -107,7 +107,7 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, pool_size=settings.database_pool_size)
         if settings.migrate_on_start:
             await migration_runner(spec, settings.database_url).upgrade(db.engine)
         auth, issuer = _build_auth(settings, spec.grants)

@@ -98,6 +98,9 @@ class ServiceSettings(BaseSettings):
     port: int = 8000
     environment: str = Field(default="dev", pattern="^(dev|test|production)$")
     database_url: str = ""
+    # Connections kept open (as many again may be opened under bursts, and closed after): size it to
+    # the requests a process has in flight, or overflow connections are opened and closed per burst.
+    database_pool_size: int = Field(default=10, ge=1, le=200)
     migrate_on_start: bool = True
     log_level: str = "INFO"
     max_body_bytes: int = 1_048_576

@@ -18,7 +18,7 @@ from tsunagu.broker.api import routers
 from tsunagu.broker.api.deps import CATALOG_WRITE, LOG_READ, USAGE_READ
 from tsunagu.broker.domain.access_tokens_rfc9068 import AccessTokenVerifier
 from tsunagu.broker.domain.catalog import Catalog
-from tsunagu.broker.domain.consent_view import ConsentView
+from tsunagu.broker.domain.consent_view import ConsentView, ViewChanges
 from tsunagu.broker.domain.context import BrokerServices
 from tsunagu.broker.domain.delegated_keys import DelegatedSigner
 from tsunagu.broker.domain.deliveries import Deliveries, DeliveryPolicy
@@ -30,7 +30,7 @@ from tsunagu.broker.domain.providers import Providers
 from tsunagu.broker.domain.push import Push
 from tsunagu.broker.domain.quotas import ClientQuotas
 from tsunagu.broker.domain.usage import Usage
-from tsunagu.broker.events import CONSENT_VIEW_GROUP, PushHandle, consumers
+from tsunagu.broker.events import CONSENT_VIEW_GROUP, EventHooks, consumers
 from tsunagu.broker.settings import BrokerSettings
 from tsunagu.broker.store import repository as store
 from tsunagu.broker.store.models import event_tables, metadata
@@ -52,7 +52,9 @@ GRANTS: dict[str, list[str]] = {
 log = logging.getLogger(__name__)
 
 
-def _consent_view(runtime: ServiceRuntime, settings: BrokerSettings, consent: ConsentApi) -> ConsentView:
+def _consent_view(
+    runtime: ServiceRuntime, settings: BrokerSettings, consent: ConsentApi, changes: ViewChanges | None
+) -> ConsentView:
     group = f"{settings.service_name}.{CONSENT_VIEW_GROUP}"
 
     def consumer() -> EventConsumer | None:
@@ -82,12 +84,13 @@ def _consent_view(runtime: ServiceRuntime, settings: BrokerSettings, consent: Co
         freshness=freshness,
         partitions=partitions,
         answered=lambda source: checks.labels(source=source).inc(),
+        changes=changes,
     )
 
 
 @asynccontextmanager
 async def broker_resources(
-    runtime: ServiceRuntime, push_handle: PushHandle | None = None
+    runtime: ServiceRuntime, hooks: EventHooks | None = None
 ) -> AsyncIterator[BrokerServices | None]:
     settings = runtime.settings
     assert isinstance(settings, BrokerSettings)
@@ -118,7 +121,7 @@ async def broker_resources(
         )
         parties = Parties(runtime.db, idp)
         catalog = Catalog(runtime.db)
-        consent_view = _consent_view(runtime, settings, consent)
+        consent_view = _consent_view(runtime, settings, consent, hooks.view_changes if hooks else None)
         exchanges = Exchanges(
             parties=parties,
             catalog=catalog,
@@ -144,8 +147,8 @@ async def broker_resources(
             signer=exchange_keys,
             jlis=jlis,
         )
-        if push_handle is not None:
-            push_handle.push = push
+        if hooks is not None:
+            hooks.push = push
         workers = [
             asyncio.create_task(deliveries.run(runtime.stopping), name="push-deliveries"),
             asyncio.create_task(usage.run(runtime.stopping), name="usage-flush"),
@@ -243,7 +246,7 @@ async def _stop(tasks: list[asyncio.Task[None]]) -> None:
 
 
 def service_spec(settings: BrokerSettings) -> ServiceSpec:
-    push = PushHandle()
+    hooks = EventHooks()
     return ServiceSpec(
         settings=settings,
         title="Tsunagu broker",
@@ -252,9 +255,9 @@ def service_spec(settings: BrokerSettings) -> ServiceSpec:
         tables=event_tables,
         migrations_dir=MIGRATIONS,
         routers=routers,
-        consumers=consumers(event_tables, push),
+        consumers=consumers(event_tables, hooks),
         grants=GRANTS,
-        resources=partial(broker_resources, push_handle=push),
+        resources=partial(broker_resources, hooks=hooks),
     )
 
 

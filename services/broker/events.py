@@ -13,14 +13,16 @@ Also publishes ``tsunagu.broker.delivery.scheduled`` / ``.dead`` (push, ``domain
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tsunagu.broker.domain.consent_view import ViewChanges
 from tsunagu.broker.domain.push import Push
 from tsunagu.broker.domain.usage import month_of
 from tsunagu.broker.store import repository as store
 from tsunagu.broker.store import usage as usage_store
+from tsunagu.db import call_after_commit
 from tsunagu.events import EventTables, ReceivedEvent
 from tsunagu.events.schemas.consent import ConsentDecisionRecordedV1
 from tsunagu.events.schemas.idp import (
@@ -65,9 +67,11 @@ async def on_client_deleted(session: AsyncSession, event: ReceivedEvent) -> None
     await store.disable_party(session, data.client_id, data.at)
 
 
-async def on_decision_recorded(session: AsyncSession, event: ReceivedEvent) -> None:
+async def on_decision_recorded(session: AsyncSession, event: ReceivedEvent, changes: ViewChanges) -> None:
     data = event.data
     assert isinstance(data, ConsentDecisionRecordedV1)
+    user_number = data.user_number
+    call_after_commit(session, lambda: changes.changed(user_number))
     await store.add_decision(
         session,
         {
@@ -86,10 +90,15 @@ async def on_decision_recorded(session: AsyncSession, event: ReceivedEvent) -> N
 
 
 @dataclass
-class PushHandle:
-    """The push domain, set once the service's resources exist (handlers are built before)."""
+class EventHooks:
+    """What the handlers need of the service's resources (built after the handlers): the push
+    domain, set once it exists; the consent view's change versions, shared from the start."""
 
     push: Push | None = None
+    view_changes: ViewChanges = field(default_factory=ViewChanges)
+
+    async def on_decision_recorded(self, session: AsyncSession, event: ReceivedEvent) -> None:
+        await on_decision_recorded(session, event, self.view_changes)
 
     async def on_resident_updated(self, session: AsyncSession, event: ReceivedEvent) -> None:
         data = event.data
@@ -108,9 +117,9 @@ async def on_login_succeeded(session: AsyncSession, event: ReceivedEvent) -> Non
     await usage_store.add_citizen(session, data.tenant_id, month, data.user_number)
 
 
-def consumers(tables: EventTables, push: PushHandle | None = None) -> list[ConsumerSpec]:
+def consumers(tables: EventTables, hooks: EventHooks | None = None) -> list[ConsumerSpec]:
     """The consumer groups of this service (diagnostics is added by the chassis)."""
-    handle = push or PushHandle()
+    handle = hooks or EventHooks()
     return [
         ConsumerSpec(
             "parties",
@@ -126,7 +135,7 @@ def consumers(tables: EventTables, push: PushHandle | None = None) -> list[Consu
         ConsumerSpec(
             CONSENT_VIEW_GROUP,
             [ConsentDecisionRecordedV1.topic],
-            {ConsentDecisionRecordedV1.event_type: on_decision_recorded},
+            {ConsentDecisionRecordedV1.event_type: handle.on_decision_recorded},
             tables,
         ),
         ConsumerSpec(

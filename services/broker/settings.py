@@ -33,6 +33,8 @@ class BrokerSettings(ServiceSettings):
     # Parties call from few addresses (their servers); per-client quotas come on top.
     rate_limit_per_s: float = 2000.0
     rate_limit_burst: float = 4000.0
+    # Every exchange reads the consent view and joins a group commit; parties keep many in flight.
+    database_pool_size: int = 30
     # Clients whose citizen tokens (scope broker:log) may read that citizen's whole exchange log:
     # the platform's own apps only, since the log names every other party the citizen deals with.
     log_clients: list[str] = Field(default_factory=list)

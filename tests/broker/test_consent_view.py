@@ -11,7 +11,13 @@ import httpx
 
 from tests.broker.conftest import ALLERGY, BrokerHarness
 from tsunagu.auth import ServiceTokenIssuer, load_private_key
-from tsunagu.broker.domain.consent_view import DECISION_TOPIC, ConsentView, evaluate, partition_of
+from tsunagu.broker.domain.consent_view import (
+    DECISION_TOPIC,
+    ConsentView,
+    ViewChanges,
+    evaluate,
+    partition_of,
+)
 from tsunagu.broker.store import repository as store
 from tsunagu.broker.store.models import metadata
 from tsunagu.clients.consent import ConsentApi
@@ -78,6 +84,7 @@ async def test_stale_view_asks_consent_and_fresh_view_answers_itself(
     issuer = ServiceTokenIssuer("broker", load_private_key(credentials / "broker.key.pem"))
     consent = ConsentApi("consent", broker.stack.urls["consent"], issuer)
     sources: list[str] = []
+    changes = ViewChanges()
     clock = {"now": 1000.0}
     caught_up: dict[int, float] = {}
     async with scratch_database("tsunagu_broker_view") as url:
@@ -92,6 +99,7 @@ async def test_stale_view_asks_consent_and_fresh_view_answers_itself(
             partitions=lambda topic: 3,
             monotonic=lambda: clock["now"],
             answered=sources.append,
+            changes=changes,
         )
         now = datetime.now(UTC)
         # The view is empty and not fresh: consent answers (the allow is real).
@@ -121,6 +129,9 @@ async def test_stale_view_asks_consent_and_fresh_view_answers_itself(
                 ),
             )
         verdict = await view.check(citizen.user_number, hospital.client_id, "treatment", [ALLERGY], now)
+        assert (verdict.allowed, verdict.source) == ({}, "view")  # cached rows: nothing applied yet
+        changes.changed(citizen.user_number)  # what the consumer does once the decision committed
+        verdict = await view.check(citizen.user_number, hospital.client_id, "treatment", [ALLERGY], now)
         assert (verdict.allowed, verdict.source) == ({ALLERGY: decided["decision_id"]}, "view")
         # Older than max_age: consent is asked again.
         clock["now"] += 0.6
@@ -128,7 +139,7 @@ async def test_stale_view_asks_consent_and_fresh_view_answers_itself(
         assert (verdict.allowed, verdict.source) == ({ALLERGY: decided["decision_id"]}, "consent")
         await db.engine.dispose()
     await consent.aclose()
-    assert sources == ["consent", "view", "view", "consent"]
+    assert sources == ["consent", "view", "view", "view", "consent"]
 
 
 async def test_the_running_broker_answers_from_its_view(broker: BrokerHarness, citizen: Enrolled):

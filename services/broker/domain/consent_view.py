@@ -15,6 +15,7 @@ request starting more than (event delivery + ``max_age_s``) after it was recorde
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,26 @@ DECISION_TOPIC = "tsunagu.consent.decision"
 # owns that partition; and the number of partitions of the topic (None until known).
 Freshness = Callable[[str, int], float | None]
 PartitionCount = Callable[[str], int | None]
+
+
+class ViewChanges:
+    """Which people's decisions this process's consent-view consumer has applied: a version per
+    person (striped into buckets, so memory stays bounded; a shared bucket only costs a re-read),
+    bumped after each applied decision commits. Cached rows carry the version they were read at."""
+
+    BUCKETS = 65_536
+
+    def __init__(self) -> None:
+        self._versions = [0] * self.BUCKETS
+
+    def _bucket(self, user_number: str) -> int:
+        return hash(user_number) % self.BUCKETS
+
+    def version(self, user_number: str) -> int:
+        return self._versions[self._bucket(user_number)]
+
+    def changed(self, user_number: str) -> None:
+        self._versions[self._bucket(user_number)] += 1
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,8 @@ class ConsentView:
         partitions: PartitionCount,
         monotonic: Callable[[], float] = time.monotonic,
         answered: Callable[[str], None] = lambda _source: None,
+        changes: ViewChanges | None = None,
+        cache_size: int = 100_000,
     ) -> None:
         self.db = db
         self.consent = consent
@@ -91,6 +114,30 @@ class ConsentView:
         self.partitions = partitions
         self.monotonic = monotonic
         self.answered = answered  # counts answers by source (metrics)
+        # (person, recipient) → (version, decision rows): while this process's consumer owns the
+        # person's partition (the only case the view answers), every decision of that person goes
+        # through this process, which bumps the version — so a cached entry is never stale then.
+        self.changes = changes
+        self.cache_size = cache_size
+        self._rows: OrderedDict[tuple[str, str], tuple[int, list[dict[str, Any]]]] = OrderedDict()
+
+    async def _decisions(self, user_number: str, recipient: str) -> list[dict[str, Any]]:
+        if self.changes is None:
+            async with self.db.sessions() as session:
+                return await store.decisions(session, user_number, recipient)
+        key = (user_number, recipient)
+        version = self.changes.version(user_number)
+        cached = self._rows.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        async with self.db.sessions() as session:
+            rows = await store.decisions(session, user_number, recipient)
+        if self.changes.version(user_number) == version:  # no decision applied while reading
+            self._rows[key] = (version, rows)
+            self._rows.move_to_end(key)
+            if len(self._rows) > self.cache_size:
+                self._rows.popitem(last=False)
+        return rows
 
     def fresh_for(self, user_number: str) -> bool:
         """Whether the view holds every decision of this person recorded up to ``max_age_s`` ago."""
@@ -104,8 +151,7 @@ class ConsentView:
         self, user_number: str, recipient: str, purpose: str, items: list[str], at: datetime
     ) -> Verdict:
         """Which of ``items`` this recipient may receive now for this purpose."""
-        async with self.db.sessions() as session:
-            rows = await store.decisions(session, user_number, recipient)
+        rows = await self._decisions(user_number, recipient)
         from_view = evaluate(rows, purpose, items, at)
         if self.fresh_for(user_number):
             self.answered("view")
