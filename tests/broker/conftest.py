@@ -49,7 +49,7 @@ PUSH_TEST_ENV = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def broker_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """The stack on PostgreSQL (one database per service, dropped afterwards)."""
     with bench_stack(

@@ -139,7 +139,7 @@ def broker_settings(stack: RunningStack, database_url: str, **overrides: Any) ->
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ngsild_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     with started_stack(tmp_path_factory) as stack:
         yield stack

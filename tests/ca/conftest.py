@@ -44,7 +44,7 @@ def started_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
         stack.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     with started_stack(tmp_path_factory) as stack:
         yield stack
@@ -66,7 +66,7 @@ def stack_keys(platform: RunningStack) -> dict[str, str]:
     return {authority["kind"]: authority["key_id"] for authority in response.json()}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ca_keys(platform: RunningStack) -> dict[str, str]:
     return stack_keys(platform)
 

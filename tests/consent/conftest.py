@@ -30,7 +30,7 @@ HOSPITAL_B = "hospital-b"
 TREATMENT = {"code": "treatment", "ja": "診療のため", "en": "For treatment"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def consent_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     with started_stack(tmp_path_factory) as stack:
         yield stack
@@ -163,11 +163,11 @@ async def enroll_citizen(stack: RunningStack, name: str = "同意 花子") -> En
     return citizen
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def citizen(consent_platform: RunningStack) -> Enrolled:
     return await enroll_citizen(consent_platform)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def other_citizen(consent_platform: RunningStack) -> Enrolled:
     return await enroll_citizen(consent_platform, "別人 次郎")

@@ -26,7 +26,7 @@ ISSUER = "http://idp.test"
 PAIRWISE_SECRET = "test-pairwise-secret-0123456789abcdef0123456789"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def idp_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     with started_stack(tmp_path_factory) as stack:
         yield stack
@@ -106,6 +106,6 @@ async def enroll_citizen(stack: RunningStack, name: str = "数字 太郎") -> En
     return citizen
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def citizen(idp_platform: RunningStack) -> Enrolled:
     return await enroll_citizen(idp_platform)

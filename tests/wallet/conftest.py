@@ -28,7 +28,7 @@ from tsunagu.devstack.stack import RunningStack
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def wallet_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     with started_stack(tmp_path_factory) as stack:
         yield stack
