@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from bench.common import bench_stack
+from tests.ca.conftest import started_stack
 from tests.fixtures.services import enroll_test_citizen
 from tests.idp.rp import RelyingParty, register_rp
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
@@ -55,6 +56,15 @@ def broker_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
     with bench_stack(
         tmp_path_factory.mktemp("broker-stack"), sqlite=False, service_environment=PUSH_TEST_ENV
     ) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="package")
+def ngsild_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """A stack whose services run on SQLite (the NGSI-LD tests bring their own PostgreSQL broker
+    and check that a SQLite broker refuses NGSI-LD cleanly). Defined here, once for the package,
+    so it stops with the package's tests."""
+    with started_stack(tmp_path_factory) as stack:
         yield stack
 
 

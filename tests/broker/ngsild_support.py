@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +19,6 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.ca.conftest import started_stack
 from tests.fixtures.services import build_app, running, table_rows
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.broker.settings import BrokerSettings
@@ -137,12 +136,6 @@ def broker_settings(stack: RunningStack, database_url: str, **overrides: Any) ->
         jlis_sync_url=stack.urls["jlis-sync"],
         **overrides,
     )
-
-
-@pytest.fixture(scope="package")
-def ngsild_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    with started_stack(tmp_path_factory) as stack:
-        yield stack
 
 
 @asynccontextmanager

@@ -13,7 +13,6 @@ from tests.broker import ngsild_support
 from tests.broker.ngsild_support import ENTITIES, NgsiLdHarness, Party, problem
 
 # the stack and the in-process broker (fixtures shared by the NGSI-LD test modules)
-ngsild_platform = ngsild_support.ngsild_platform
 ngsild = ngsild_support.ngsild
 
 CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"

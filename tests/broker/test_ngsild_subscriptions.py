@@ -24,7 +24,6 @@ from tests.fixtures.services import table_rows
 from tsunagu.broker.store.models import ngsild_notification
 from tsunagu.devstack.postgres import scratch_database
 
-ngsild_platform = ngsild_support.ngsild_platform
 ngsild = ngsild_support.ngsild
 receiver = ngsild_support.receiver
 
