@@ -42,6 +42,7 @@ from bench.common import (
     RESULTS_DIR,
     Latencies,
     bench_stack,
+    cpu_per_request,
     enroll_citizens,
     group_cpu_seconds,
     metric,
@@ -316,11 +317,7 @@ async def measure(
                 f"{NOTE}closed loop, {scale.concurrency} in flight: {per_s:,.0f}/s; "
                 + closed.describe("latency")
             )
-            cpu = ", ".join(
-                f"{name} {seconds * 1e6 / max(1, len(closed.values_s)):.0f} µs"
-                for name, seconds in used.items()
-                if seconds > 0.05
-            )
+            cpu = cpu_per_request(used, len(closed.values_s))
             notes.append(f"{NOTE}server CPU per exchange: {cpu}")
             bodies = [{"sub": sub, "items": [ALLERGY], "purpose": "treatment"} for sub in setup.subs]
             token = setup.token

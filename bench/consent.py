@@ -37,6 +37,7 @@ from bench.common import (
     RESULTS_DIR,
     Latencies,
     bench_stack,
+    cpu_per_request,
     enroll_citizens,
     group_cpu_seconds,
     metric,
@@ -154,11 +155,7 @@ async def _decisions(stack: RunningStack, tokens: list[list[str]], scale: Scale,
         f"decisions ({scale.concurrency} citizens in flight): {per_s:,.0f}/s; "
         + latencies.describe("latency")
     )
-    cpu = ", ".join(
-        f"{name} {seconds * 1e6 / max(1, len(latencies.values_s)):.0f} µs"
-        for name, seconds in used.items()
-        if seconds > 0.05
-    )
+    cpu = cpu_per_request(used, len(latencies.values_s))
     notes.append(f"decisions: server CPU per decision: {cpu}")
     return per_s
 

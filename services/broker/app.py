@@ -57,8 +57,12 @@ def _consent_view(
 ) -> ConsentView:
     group = f"{settings.service_name}.{CONSENT_VIEW_GROUP}"
 
+    found: list[EventConsumer] = []  # the consumer, once it exists (looked up per exchange)
+
     def consumer() -> EventConsumer | None:
-        return next((c for c in runtime.consumers if c.name == group), None)
+        if not found:
+            found.extend(c for c in runtime.consumers if c.name == group)
+        return found[0] if found else None
 
     def freshness(topic: str, partition: int) -> float | None:
         found = consumer()

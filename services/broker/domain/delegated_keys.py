@@ -18,8 +18,6 @@ delegated key. Receivers that see an unknown ``kid`` read the JWKS again (a new 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -126,11 +124,3 @@ class DelegatedSigner:
         self._jwks = {"keys": [*hsm["keys"], *delegated]}
         self._jwks_at = time.monotonic()
         return self._jwks
-
-
-def delegated_jwk(delegation: str) -> dict[str, Any]:
-    """The JWK a delegation names (its payload's ``jwk``), without checking the signature (the
-    caller verifies it with the HSM key first)."""
-    payload = delegation.split(".")[1]
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    return dict(claims["jwk"])

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tsunagu.consent.pages.messages import TEXT
+from tsunagu.service.pages import security_headers
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 LOCALES = ("ja", "en")
@@ -44,20 +45,6 @@ def choose_locale(ui_locales: str | None, accept_language: str | None, fallback:
         if (base := part.split(";")[0].strip().split("-")[0].lower()) in LOCALES:
             return base
     return fallback
-
-
-def security_headers(nonce: str) -> dict[str, str]:
-    return {
-        "Content-Security-Policy": (
-            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
-            "frame-ancestors 'none'"
-        ),
-        "X-Frame-Options": "DENY",
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-        "Cache-Control": "no-store",
-    }
 
 
 def render(template: str, locale: str, *, status: int = 200, **context: Any) -> HTMLResponse:
