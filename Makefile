@@ -16,7 +16,7 @@ setup: $(STAMP) ## the virtualenv with the project and its dev tools
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,signer,idp,consent,broker]'
+	$(BIN)/python -m pip install -q -e '.[dev,signer,idp,consent,broker,examples]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 system: ## SoftHSM2 and PostgreSQL (installed/started when missing)

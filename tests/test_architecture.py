@@ -1,5 +1,6 @@
 """Import rules of STYLE.md, checked on the source: services never import each other, libs never
-import services, and inside a service api → domain → store only (never upward)."""
+import services, inside a service api → domain → store only (never upward), and the sample
+relying parties of examples/ use nothing of Tsunagu's code (public interfaces only)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ def _violations() -> list[str]:
                 target = module.split(".")[2] if len(module.split(".")) > 2 else None
                 if target in LAYERS and LAYERS.index(target) < LAYERS.index(layer):
                     problems.append(f"{path.relative_to(ROOT)} ({layer}) imports upward: {module}")
+    for path in _python_files("examples"):
+        problems += [f"{path.relative_to(ROOT)} imports Tsunagu's code: {m}" for m in _imports(path)]
     return problems
 
 
@@ -64,6 +67,7 @@ def test_import_rules_hold():
         ("libs/x/__init__.py", "imports service"),
         ("services/ca/store/models.py", "imports upward"),
         ("services/ca/domain/rules.py", "imports another service"),
+        ("examples/bank/__init__.py", "imports Tsunagu's code"),
     ],
 )
 def test_the_rules_catch_violations(
@@ -74,6 +78,7 @@ def test_the_rules_catch_violations(
         "libs/x/__init__.py": "import tsunagu.ca.app\n",
         "services/ca/store/models.py": "from tsunagu.ca.domain import rules\n",
         "services/ca/domain/rules.py": "from tsunagu.idp.domain import x\n",
+        "examples/bank/__init__.py": "from tsunagu.wallet import enroll\n",
     }
     for folder in ("libs", "services/ca", "services/idp"):
         (tmp_path / folder).mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,9 @@ another ``sub`` for the same citizen.
 
 The ID token is checked as Authlib's own OpenID client does it (``AsyncOpenIDMixin.parse_id_token``:
 ``joserfc`` decodes with the JWK set and the discovered algorithms, then ``CodeIDToken`` validates);
-``authlib.jose`` is deprecated in Authlib 1.9 in favour of ``joserfc``.
+``authlib.jose`` is deprecated in Authlib 1.9 in favour of ``joserfc``. The two-minute
+``private_key_jwt`` assertion is the sample apps' (``examples/kit/oidc.py``): Authlib's default
+lives an hour, which the idp refuses.
 """
 
 from __future__ import annotations
@@ -30,42 +32,19 @@ import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
-from authlib.oauth2.rfc7523.assertion import private_key_jwt_sign
 from authlib.oidc.core import CodeIDToken, UserInfo
 from joserfc import jwt
 from joserfc.errors import InvalidClaimError
 from joserfc.jwk import ECKey, KeySet
 from joserfc.jws import JWSRegistry
 
+from examples.kit.oidc import ShortLivedPrivateKeyJWT
 from tests.idp.conftest import service_auth
 from tsunagu.devstack.stack import RunningStack
 from tsunagu.wallet import Enrolled, decide_login, fetch_login
 
-ASSERTION_LIFETIME_S = 120
 MAX_AGE_S = 600
 LEEWAY_S = 120  # Authlib's parse_id_token default
-
-
-class ShortLivedPrivateKeyJWT(PrivateKeyJWT):
-    """Authlib's ``private_key_jwt`` with a two-minute assertion.
-
-    Authlib signs assertions valid for an hour by default (``exp = iat + 3600``); the idp accepts
-    ``exp`` at most ``ASSERTION_MAX_AGE_S`` (5 min) ahead (README, Clients). Authlib's ``claims``
-    option cannot carry the shorter ``exp``: it is a dict Authlib writes the first ``jti`` into, so
-    every later assertion would repeat it (and the idp refuses a used ``jti``). Authlib's own
-    signing function has the lifetime parameter; this only passes it.
-    """
-
-    def sign(self, auth: Any, token_endpoint: str) -> str:
-        return str(
-            private_key_jwt_sign(
-                auth.client_secret,
-                client_id=auth.client_id,
-                token_endpoint=token_endpoint,
-                alg=self.alg,
-                expires_in=ASSERTION_LIFETIME_S,
-            )
-        )
 
 
 @dataclass
