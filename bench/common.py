@@ -152,25 +152,33 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
 
 @contextmanager
 def bench_stack(
-    state_dir: Path, *, sqlite: bool, service_environment: Mapping[str, str] | None = None
+    state_dir: Path,
+    *,
+    sqlite: bool,
+    service_environment: Mapping[str, str] | None = None,
+    apps: bool = False,
 ) -> Iterator[Any]:
     """The whole dev stack for a benchmark: services on PostgreSQL (one database each, dropped
     afterwards) unless ``sqlite``, ports outside the ephemeral range, warnings-only logs;
-    ``service_environment`` is given to the service processes. Yields the ``RunningStack``."""
+    ``service_environment`` is given to the service processes; ``apps``: the sample apps of
+    examples/ and the city's records system too (from the base port + 20). Yields the
+    ``RunningStack``."""
     from tsunagu.devstack.ports import free_port_block, free_port_outside
     from tsunagu.devstack.stack import StackConfig, start_stack
 
     prefix = f"tsunagu_bench_{uuid.uuid4().hex[:8]}"
-    base = free_port_block()
-    kafka = free_port_outside(base)
+    block = 27 if apps else 6
+    base = free_port_block(block)
+    kafka = free_port_outside(base, block_size=block)
     config = StackConfig(
         postgres_url=None if sqlite else f"{PG_SERVER}/{prefix}",
         state_dir=state_dir,
         kafka_port=kafka,
         base_port=base,
-        jlis_port=free_port_outside(base, kafka),
+        jlis_port=free_port_outside(base, kafka, block_size=block),
         log_level=os.environ.get("TSUNAGU_BENCH_LOG_LEVEL", "WARNING"),
         crl_interval_s=3600.0,
+        apps_port=base + 20 if apps else 0,
     )
     with environment(service_environment or {}):
         stack = start_stack(config, lambda _message: None)

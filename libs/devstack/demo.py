@@ -5,8 +5,9 @@ certificate is signed with it through the signer, which refuses a service outsid
 J-LIS tells the platform about a move; a citizen enrolls two phones with the My Number Card (one
 user identification number), loses one, and J-LIS's death notice revokes the rest; a municipality
 registers relying parties and a citizen logs in to them with the wallet (pairwise subjects, refresh
-rotation, logout); the city's records offer the allergy item through the broker, the citizen allows
-it for one hospital and refuses it for another, then withdraws (data linkage with dynamic consent)."""
+rotation, logout); then the sample relying parties of examples/ (demo_apps): two phones, pairwise
+subjects per app, consent asked in the login and signed item by item, hospital A served and B
+refused, a move pushed to the consenting bank and not the market, a withdrawal, the exchange log."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from tsunagu.auth import ServiceTokenIssuer, load_private_key
 from tsunagu.clients import DiagnosticsClient
-from tsunagu.devstack.demo_broker import run_broker_chapter
+from tsunagu.devstack.demo_apps import run_apps_chapter
 from tsunagu.devstack.demo_ca import run_ca_chapter
 from tsunagu.devstack.demo_idp import run_idp_chapter
 from tsunagu.devstack.demo_jlis import run_jlis_chapter
@@ -28,10 +29,27 @@ async def run_demo(
     urls: Mapping[str, str],
     credentials_dir: Path,
     say: Callable[[str], None] = print,
-    timeout_s: float = 60.0,
+    *,
     jlis_url: str = "",
+    apps: Mapping[str, str] | None = None,
+    records_file: str = "",
 ) -> bool:
-    """Run the story; returns True if every step succeeded."""
+    """Run the story; returns True if every step succeeded. ``apps`` and ``records_file``: the
+    sample relying parties and the city's records (``RunningStack.apps``, ``.records_file``)."""
+    if not await _events_chapter(urls, credentials_dir, say):
+        return False
+    if not await _service_chapters(urls, credentials_dir, jlis_url, say):
+        return False
+    if jlis_url and apps and records_file and {"idp", "consent", "broker"} <= set(urls):
+        return await run_apps_chapter(
+            urls, apps, Path(records_file), credentials_dir, jlis_url=jlis_url, say=say
+        )
+    return True
+
+
+async def _events_chapter(
+    urls: Mapping[str, str], credentials_dir: Path, say: Callable[[str], None], timeout_s: float = 60.0
+) -> bool:
     operator = ServiceTokenIssuer("operator", load_private_key(credentials_dir / "operator.key.pem"))
     clients = {name: DiagnosticsClient(name, url, operator) for name, url in urls.items()}
     try:
@@ -58,29 +76,24 @@ async def run_demo(
             say(f"   ✗ not received by: {', '.join(sorted(pending))}")
             return False
         say("3. 完了 / done: outbox → Kafka → idempotent consumers work across all services")
-        if "signer" in urls and not await run_signer_chapter(urls["signer"], credentials_dir, say):
-            return False
-        if jlis_url and "jlis-sync" in urls:
-            ok, _ = await run_jlis_chapter(jlis_url, urls["jlis-sync"], credentials_dir, say)
-            if not ok:
-                return False
-        if jlis_url and "ca" in urls and not await run_ca_chapter(jlis_url, urls["ca"], credentials_dir, say):
-            return False
-        if jlis_url and "idp" in urls and "ca" in urls:
-            return await _citizen_chapters(urls, credentials_dir, jlis_url, say)
         return True
     finally:
         for client in clients.values():
             await client.aclose()
 
 
-async def _citizen_chapters(
+async def _service_chapters(
     urls: Mapping[str, str], credentials_dir: Path, jlis_url: str, say: Callable[[str], None]
 ) -> bool:
-    """Logins, then (with consent and the broker) data linkage, for one citizen."""
-    citizen = await run_idp_chapter(jlis_url, urls["idp"], urls["ca"], credentials_dir, say)
-    if citizen is None:
+    """The signer, J-LIS, CA and idp chapters (each only when its services run)."""
+    if "signer" in urls and not await run_signer_chapter(urls["signer"], credentials_dir, say):
         return False
-    if {"broker", "consent"} <= set(urls):
-        return await run_broker_chapter(dict(urls), credentials_dir, citizen, say)
+    if jlis_url and "jlis-sync" in urls:
+        ok, _ = await run_jlis_chapter(jlis_url, urls["jlis-sync"], credentials_dir, say)
+        if not ok:
+            return False
+    if jlis_url and "ca" in urls and not await run_ca_chapter(jlis_url, urls["ca"], credentials_dir, say):
+        return False
+    if jlis_url and {"idp", "ca"} <= set(urls):
+        return await run_idp_chapter(jlis_url, urls["idp"], urls["ca"], credentials_dir, say) is not None
     return True

@@ -15,6 +15,7 @@ import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -67,6 +68,10 @@ class SampleProvider:
     delay_s: float = 0.0  # to play a slow provider (timeouts)
     answer_override: Any = None  # to play a broken provider (schema-invalid data)
     seen: list[dict[str, Any]] = field(default_factory=list)  # verified requests (tests)
+    # When set, ``records`` is (re)read from this JSON file whenever it changes: the dev stack's
+    # records system, to which the story adds its citizen's records while the process runs.
+    records_file: Path | None = None
+    _records_mtime: float = -1.0
     _keys: KeySet | None = None
     _jtis: OrderedDict[str, float] = field(default_factory=OrderedDict)
 
@@ -127,8 +132,20 @@ class SampleProvider:
             await asyncio.sleep(self.delay_s)
         if self.answer_override is not None:
             return web.json_response(self.answer_override)
+        self._reload_records()
         held = self.records.get(str(claims["sub"]), {})
         return web.json_response({"items": {item: held[item] for item in claims["items"] if item in held}})
+
+    def _reload_records(self) -> None:
+        if self.records_file is None:
+            return
+        try:
+            mtime = self.records_file.stat().st_mtime
+            if mtime != self._records_mtime:
+                self.records = json.loads(self.records_file.read_text(encoding="utf-8"))
+                self._records_mtime = mtime
+        except (OSError, ValueError):
+            pass  # no file yet, or half-written: keep what we had
 
 
 async def serve(provider: SampleProvider, port: int = 0) -> tuple[web.AppRunner, str]:
@@ -145,9 +162,9 @@ async def serve(provider: SampleProvider, port: int = 0) -> tuple[web.AppRunner,
 
 def main(argv: list[str] | None = None) -> None:
     """Serve a provider in its own process: ``python -m tsunagu.devstack.sample_provider
-    --client-id ID --broker-url URL --port N --records FILE`` (FILE: ``{sub: {item: value}}``)."""
+    --client-id ID --broker-url URL --port N --records FILE`` (FILE: ``{sub: {item: value}}``, read
+    again whenever it changes)."""
     import argparse
-    from pathlib import Path
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--client-id", required=True)
@@ -158,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     provider = SampleProvider(
         client_id=args.client_id,
         broker_url=args.broker_url,
-        records=json.loads(args.records.read_text(encoding="utf-8")),
+        records_file=args.records,
     )
     web.run_app(provider.app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
 

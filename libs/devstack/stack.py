@@ -27,6 +27,7 @@ from tsunagu.devstack.ca_ceremony import ensure_active_keys, initialise_ca
 from tsunagu.devstack.dashboard_client import ensure_dashboard_client
 from tsunagu.devstack.ports import port_is_free, wait_for_port
 from tsunagu.devstack.postgres import create_database
+from tsunagu.devstack.sample_apps import APPS, ensure_sample_apps
 from tsunagu.devstack.softhsm import SoftHsmToken, init_token
 from tsunagu.devstack.tansu import TansuBroker
 
@@ -40,6 +41,7 @@ SERVICES: dict[str, tuple[str, int]] = {
     "jlis-sync": ("jlis_sync", 8106),
 }
 OPERATOR = "operator"
+REPO_ROOT = Path(__file__).resolve().parents[2]  # examples/ is run from the checkout
 # Started once the others are ready: consent's dashboard is a client of the idp, registered first.
 STARTED_LAST = ("consent",)
 TOKEN_LABEL = "tsunagu-dev"  # noqa: S105 - a label, not a secret
@@ -56,6 +58,9 @@ class StackConfig:
     log_level: str = "INFO"
     jlis_port: int = 8190  # the J-LIS sandbox (outside the platform; a stand-in in dev)
     crl_interval_s: float = 15.0  # how often jlis-sync looks at the J-LIS CRL in dev
+    # The sample relying parties of examples/ and the city's records system (``make run``):
+    # the records system on ``apps_port``, the apps on the ports after it. 0: not started.
+    apps_port: int = 0
 
 
 @dataclass
@@ -68,6 +73,8 @@ class RunningStack:
     dashboard_url: str = ""  # the citizen dashboard (served by consent)
     jlis: subprocess.Popen[bytes] | None = None
     jlis_url: str = ""
+    apps: dict[str, str] = field(default_factory=dict)  # sample app → its home page
+    records_file: str = ""  # the city's records system's data (the story adds to it)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -75,6 +82,8 @@ class RunningStack:
             "services": self.urls,
             "jlis_sandbox": self.jlis_url,
             "dashboard": self.dashboard_url,
+            "apps": self.apps,
+            "records_file": self.records_file,
             "credentials": str(self.config.state_dir / "credentials"),
             "softhsm_conf": str(self.token.conf_path),
         }
@@ -272,6 +281,9 @@ def start_stack(config: StackConfig, progress: Callable[[str], None] = print) ->
             json={"url": f"{stack.urls['jlis-sync']}/v1/jlis/notifications"},
             timeout=10,
         ).raise_for_status()
+        if config.apps_port:
+            _start_sample_apps(stack)
+            progress(f"sample relying parties ready: {', '.join(stack.apps)} (examples/)")
     except BaseException:
         stack.stop()
         raise
@@ -298,10 +310,46 @@ def _start_service(stack: RunningStack, service: str, extra_env: dict[str, str])
     stack.urls[service] = f"http://127.0.0.1:{port}"
 
 
+def _start_sample_apps(stack: RunningStack) -> None:
+    """Register and start examples/ (one process) and the city's records system (another)."""
+    config = stack.config
+    folder = config.state_dir.resolve() / "examples"
+    apps = asyncio.run(
+        ensure_sample_apps(
+            stack.urls["idp"],
+            stack.urls["broker"],
+            config.state_dir.resolve() / "credentials",
+            folder,
+            config.apps_port,
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    commands = {
+        "records": [
+            *(sys.executable, "-m", "tsunagu.devstack.sample_provider"),
+            *("--client-id", apps.records_client_id, "--broker-url", stack.urls["broker"]),
+            *("--port", str(apps.records_port), "--records", str(apps.records_file)),
+        ],
+        "examples": [sys.executable, "-m", "examples", *map(str, apps.configs.values())],
+    }
+    for name, command in commands.items():
+        log = open(config.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        stack.processes[name] = subprocess.Popen(
+            command, env=env, cwd=REPO_ROOT, stdout=log, stderr=log, start_new_session=True
+        )
+    for port in [apps.records_port, *(int(url.rsplit(":", 1)[1]) for url in apps.urls.values())]:
+        wait_for_port(port, timeout_s=60)
+    stack.apps = apps.urls
+    stack.records_file = str(apps.records_file)
+
+
 def _ensure_ports_free(config: StackConfig) -> None:
     """Refuse to start on a busy port: something else answering there would pass for our process."""
     ports = {"kafka": config.kafka_port, "jlis sandbox": config.jlis_port}
     ports |= {service: config.base_port + offset for offset, service in enumerate(SERVICES)}
+    if config.apps_port:
+        ports |= {"records": config.apps_port}
+        ports |= {app.name: config.apps_port + offset for offset, app in enumerate(APPS, start=1)}
     busy = [f"{name} {port}" for name, port in ports.items() if not port_is_free(port)]
     if busy:
         raise RuntimeError(

@@ -24,6 +24,8 @@ CATALOG: dict[str, CatalogItem] = {
     for item in (
         CatalogItem("health.allergy", "アレルギー情報", "Allergies", "pd:HealthRecord", special_care=True),
         CatalogItem("health.medication", "服薬情報", "Medication", "pd:Prescription", special_care=True),
+        CatalogItem("health.blood_pressure", "血圧", "Blood pressure", "pd:HealthRecord", special_care=True),
+        CatalogItem("health.checkup", "健診結果", "Check-up results", "pd:HealthRecord", special_care=True),
         CatalogItem("resident.name", "氏名", "Name", "pd:Name"),
         CatalogItem("resident.address", "住所", "Address", "pd:PhysicalAddress"),
         CatalogItem("resident.birth_date", "生年月日", "Date of birth", "pd:BirthDate"),
