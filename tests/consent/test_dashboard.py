@@ -189,20 +189,6 @@ async def open_dashboard(page: BrowserPage, url: str) -> None:
     await page.page.goto(url, wait_until="commit")
 
 
-@asynccontextmanager
-async def screenshot_on_failure(page: BrowserPage, directory: Path, name: str) -> AsyncIterator[None]:
-    """Keep a picture of the page when the block fails (the path is in the failure)."""
-    try:
-        yield
-    except BaseException as failure:
-        try:
-            shot = await page.screenshot(directory / f"{name}-failure.png")
-            failure.add_note(f"screenshot: {shot}; url: {page.page.url}")
-        except Exception as missed:  # a hung page must not hide the failure itself
-            failure.add_note(f"no screenshot ({missed.__class__.__name__}); url: {page.page.url}")
-        raise
-
-
 def _query(url: str) -> dict[str, list[str]]:
     return parse_qs(urlsplit(url).query)
 
@@ -217,76 +203,75 @@ async def test_a_citizen_logs_in_sees_grants_and_changes_one_signed_in_the_walle
 ) -> None:
     await grant(board, citizen, {ALLERGY: True, NAME: True})
     page = browser_page.page
-    async with screenshot_on_failure(browser_page, tmp_path, "dashboard"):
-        # No session: the dashboard sends the browser to the idp's login page (QR code there).
-        await open_dashboard(browser_page, f"{board.url}/dashboard")
-        login_url = await browser_page.wait_for_url_prefix(f"{board.idp_url}/login/", timeout_s=30)
-        authorize = next(url for url in browser_page.navigations if "/authorize?" in url)
-        asked = _query(authorize)
-        assert asked["code_challenge_method"] == ["S256"] and asked["ui_locales"] == ["ja"]
-        assert asked["state"][0] and asked["nonce"][0] and "user_number" in asked["claims"][0]
-        await approve_login(idp_wallet, urlsplit(login_url).path.removeprefix("/login/"), citizen)
+    # No session: the dashboard sends the browser to the idp's login page (QR code there).
+    await open_dashboard(browser_page, f"{board.url}/dashboard")
+    login_url = await browser_page.wait_for_url_prefix(f"{board.idp_url}/login/", timeout_s=30)
+    authorize = next(url for url in browser_page.navigations if "/authorize?" in url)
+    asked = _query(authorize)
+    assert asked["code_challenge_method"] == ["S256"] and asked["ui_locales"] == ["ja"]
+    assert asked["state"][0] and asked["nonce"][0] and "user_number" in asked["claims"][0]
+    await approve_login(idp_wallet, urlsplit(login_url).path.removeprefix("/login/"), citizen)
 
-        # The login page moves on by itself; the dashboard lists what hospital A may receive.
-        await page.wait_for_url(f"{board.url}/dashboard")
-        assert await page.evaluate("() => document.documentElement.lang") == "ja"
-        assert JAPANESE.search(await page.title())
-        recipient = page.locator(f'.recipient[data-recipient="{HOSPITAL_A}"]')
-        assert "A病院" in await recipient.locator("h3").inner_text()
-        for item in (ALLERGY, NAME):
-            cell = recipient.locator(f'tr[data-item="{item}"] td[data-value]')
-            assert await cell.get_attribute("data-value") == "allow"
-        assert "アレルギー情報" in await recipient.inner_text()
-        cookie = next(c for c in await browser_page.context.cookies() if c["name"] == "tsunagu_dashboard")
-        assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/dashboard"
-        await browser_page.screenshot(tmp_path / "grants-ja.png")
+    # The login page moves on by itself; the dashboard lists what hospital A may receive.
+    await page.wait_for_url(f"{board.url}/dashboard")
+    assert await page.evaluate("() => document.documentElement.lang") == "ja"
+    assert JAPANESE.search(await page.title())
+    recipient = page.locator(f'.recipient[data-recipient="{HOSPITAL_A}"]')
+    assert "A病院" in await recipient.locator("h3").inner_text()
+    for item in (ALLERGY, NAME):
+        cell = recipient.locator(f'tr[data-item="{item}"] td[data-value]')
+        assert await cell.get_attribute("data-value") == "allow"
+    assert "アレルギー情報" in await recipient.inner_text()
+    cookie = next(c for c in await browser_page.context.cookies() if c["name"] == "tsunagu_dashboard")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/dashboard"
+    await browser_page.screenshot(tmp_path / "grants-ja.png")
 
-        # Stop sharing the allergies: the page shows the signing request (QR code, app link).
-        await recipient.locator(f'select[name="item:{ALLERGY}"]').select_option("deny")
-        await recipient.get_by_role("button").click()
-        await page.wait_for_url(re.compile(r".*/dashboard/requests/[A-Za-z0-9_-]+$"))
-        request_id = page.url.rsplit("/", 1)[1]
-        link = await page.locator("#app-link").get_attribute("href")
-        assert link is not None and link.startswith("tsunagu://consent?")
-        assert _query(link) == {"request": [request_id], "issuer": [board.url]}
-        qr = page.locator(".qr svg")
-        assert await qr.count() == 1 and await qr.locator("path").count() >= 1
-        assert await page.locator("#status").get_attribute("data-state") == "pending"
-        proposal = page.locator(f'#proposal li[data-item="{ALLERGY}"]')
-        assert "提供しない" in await proposal.inner_text()
-        await browser_page.screenshot(tmp_path / "sign-ja.png")
+    # Stop sharing the allergies: the page shows the signing request (QR code, app link).
+    await recipient.locator(f'select[name="item:{ALLERGY}"]').select_option("deny")
+    await recipient.get_by_role("button").click()
+    await page.wait_for_url(re.compile(r".*/dashboard/requests/[A-Za-z0-9_-]+$"))
+    request_id = page.url.rsplit("/", 1)[1]
+    link = await page.locator("#app-link").get_attribute("href")
+    assert link is not None and link.startswith("tsunagu://consent?")
+    assert _query(link) == {"request": [request_id], "issuer": [board.url]}
+    qr = page.locator(".qr svg")
+    assert await qr.count() == 1 and await qr.locator("path").count() >= 1
+    assert await page.locator("#status").get_attribute("data-state") == "pending"
+    proposal = page.locator(f'#proposal li[data-item="{ALLERGY}"]')
+    assert "提供しない" in await proposal.inner_text()
+    await browser_page.screenshot(tmp_path / "sign-ja.png")
 
-        # The request is an ordinary consent request, made by the dashboard for this person.
-        stored = next(row for row in await board.rows("consent_request") if row["id"] == request_id)
-        assert stored["created_by"] == "dashboard" and stored["user_number"] == citizen.user_number
-        assert sorted(entry["item"] for entry in stored["items"]) == [ALLERGY, NAME]
+    # The request is an ordinary consent request, made by the dashboard for this person.
+    stored = next(row for row in await board.rows("consent_request") if row["id"] == request_id)
+    assert stored["created_by"] == "dashboard" and stored["user_number"] == citizen.user_number
+    assert sorted(entry["item"] for entry in stored["items"]) == [ALLERGY, NAME]
 
-        # The wallet signs what the citizen chose; the page notices and shows the new state.
-        pending = await wallet.fetch_requests(board.consent.client, citizen)
-        request = next(entry for entry in pending if entry["request_id"] == request_id)
-        await wallet.decide(board.consent.client, citizen, request, {ALLERGY: False, NAME: True})
-        await page.wait_for_url(f"{board.url}/dashboard", timeout=FLOW_TIMEOUT_MS)
-        recipient = page.locator(f'.recipient[data-recipient="{HOSPITAL_A}"]')
-        allergy = recipient.locator(f'tr[data-item="{ALLERGY}"] td[data-value]')
-        assert await allergy.get_attribute("data-value") == "deny"
-        name = recipient.locator(f'tr[data-item="{NAME}"] td[data-value]')
-        assert await name.get_attribute("data-value") == "allow"
-        assert await board.consent.effective(citizen.user_number, HOSPITAL_A, [ALLERGY, NAME]) == {
-            ALLERGY: "deny",
-            NAME: "allow",
-        }
+    # The wallet signs what the citizen chose; the page notices and shows the new state.
+    pending = await wallet.fetch_requests(board.consent.client, citizen)
+    request = next(entry for entry in pending if entry["request_id"] == request_id)
+    await wallet.decide(board.consent.client, citizen, request, {ALLERGY: False, NAME: True})
+    await page.wait_for_url(f"{board.url}/dashboard", timeout=FLOW_TIMEOUT_MS)
+    recipient = page.locator(f'.recipient[data-recipient="{HOSPITAL_A}"]')
+    allergy = recipient.locator(f'tr[data-item="{ALLERGY}"] td[data-value]')
+    assert await allergy.get_attribute("data-value") == "deny"
+    name = recipient.locator(f'tr[data-item="{NAME}"] td[data-value]')
+    assert await name.get_attribute("data-value") == "allow"
+    assert await board.consent.effective(citizen.user_number, HOSPITAL_A, [ALLERGY, NAME]) == {
+        ALLERGY: "deny",
+        NAME: "allow",
+    }
 
-        # The history: both decisions with their ISO/IEC TS 27560 event type and receipt time.
-        await page.locator("#nav-history").click()
-        await page.wait_for_url(f"{board.url}/dashboard/history")
-        rows = page.locator("#history tbody tr")
-        assert await rows.count() == 2
-        assert [await rows.nth(i).get_attribute("data-event") for i in range(2)] == [
-            "partially-given",
-            "given",
-        ]
-        assert "一部同意" in await rows.nth(0).inner_text()
-        browser_page.assert_clean()
+    # The history: both decisions with their ISO/IEC TS 27560 event type and receipt time.
+    await page.locator("#nav-history").click()
+    await page.wait_for_url(f"{board.url}/dashboard/history")
+    rows = page.locator("#history tbody tr")
+    assert await rows.count() == 2
+    assert [await rows.nth(i).get_attribute("data-event") for i in range(2)] == [
+        "partially-given",
+        "given",
+    ]
+    assert "一部同意" in await rows.nth(0).inner_text()
+    browser_page.assert_clean()
 
 
 async def test_the_dashboard_speaks_english_when_asked(
@@ -300,40 +285,39 @@ async def test_the_dashboard_speaks_english_when_asked(
     asked = await board.consent.ask(citizen.user_number, HOSPITAL_A, {NAME: True})
     english = await open_page(locale="en-US")
     page = english.page
-    async with screenshot_on_failure(english, tmp_path, "dashboard-en"):
-        await open_dashboard(english, f"{board.url}/dashboard")
-        login_url = await english.wait_for_url_prefix(f"{board.idp_url}/login/", timeout_s=30)
-        assert _query(next(u for u in english.navigations if "/authorize?" in u))["ui_locales"] == ["en"]
-        await approve_login(idp_wallet, urlsplit(login_url).path.removeprefix("/login/"), citizen)
-        await page.wait_for_url(f"{board.url}/dashboard")
-        assert await page.evaluate("() => document.documentElement.lang") == "en"
-        assert "Allergies" in await page.locator("#grants").inner_text()
-        assert "Hospital A" in await page.locator("#grants").inner_text()
+    await open_dashboard(english, f"{board.url}/dashboard")
+    login_url = await english.wait_for_url_prefix(f"{board.idp_url}/login/", timeout_s=30)
+    assert _query(next(u for u in english.navigations if "/authorize?" in u))["ui_locales"] == ["en"]
+    await approve_login(idp_wallet, urlsplit(login_url).path.removeprefix("/login/"), citizen)
+    await page.wait_for_url(f"{board.url}/dashboard")
+    assert await page.evaluate("() => document.documentElement.lang") == "en"
+    assert "Allergies" in await page.locator("#grants").inner_text()
+    assert "Hospital A" in await page.locator("#grants").inner_text()
 
-        # A pending request of hospital A: answered from the dashboard, signed in the wallet.
-        pending = page.locator(f'#pending li[data-request="{asked["request_id"]}"]')
-        assert "Name" in await pending.inner_text()
-        await pending.get_by_role("link").click()
-        await page.wait_for_url(f"{board.url}/dashboard/requests/{asked['request_id']}")
-        assert "Waiting for your signature" in await page.locator("#status").inner_text()
-        assert await page.locator(f'#requested li[data-item="{NAME}"]').inner_text() == "Name"
-        await english.screenshot(tmp_path / "sign-en.png")
-        request = next(
-            entry
-            for entry in await wallet.fetch_requests(board.consent.client, citizen)
-            if entry["request_id"] == asked["request_id"]
-        )
-        await wallet.decide(board.consent.client, citizen, request, {NAME: True})
-        await page.wait_for_url(f"{board.url}/dashboard", timeout=FLOW_TIMEOUT_MS)
-        assert "No requests are waiting" in await page.locator("#pending").inner_text()
-        assert "Name" in await page.locator("#grants").inner_text()
-        # The toggle switches to Japanese and the session remembers it.
-        await page.locator("#lang-toggle").click()
-        await page.wait_for_load_state()
-        assert await page.evaluate("() => document.documentElement.lang") == "ja"
-        await english.goto(f"{board.url}/dashboard/history")
-        assert await page.evaluate("() => document.documentElement.lang") == "ja"
-        english.assert_clean()
+    # A pending request of hospital A: answered from the dashboard, signed in the wallet.
+    pending = page.locator(f'#pending li[data-request="{asked["request_id"]}"]')
+    assert "Name" in await pending.inner_text()
+    await pending.get_by_role("link").click()
+    await page.wait_for_url(f"{board.url}/dashboard/requests/{asked['request_id']}")
+    assert "Waiting for your signature" in await page.locator("#status").inner_text()
+    assert await page.locator(f'#requested li[data-item="{NAME}"]').inner_text() == "Name"
+    await english.screenshot(tmp_path / "sign-en.png")
+    request = next(
+        entry
+        for entry in await wallet.fetch_requests(board.consent.client, citizen)
+        if entry["request_id"] == asked["request_id"]
+    )
+    await wallet.decide(board.consent.client, citizen, request, {NAME: True})
+    await page.wait_for_url(f"{board.url}/dashboard", timeout=FLOW_TIMEOUT_MS)
+    assert "No requests are waiting" in await page.locator("#pending").inner_text()
+    assert "Name" in await page.locator("#grants").inner_text()
+    # The toggle switches to Japanese and the session remembers it.
+    await page.locator("#lang-toggle").click()
+    await page.wait_for_load_state()
+    assert await page.evaluate("() => document.documentElement.lang") == "ja"
+    await english.goto(f"{board.url}/dashboard/history")
+    assert await page.evaluate("() => document.documentElement.lang") == "ja"
+    english.assert_clean()
 
 
 # -- bad paths over HTTP ---------------------------------------------------------------------------
