@@ -8,11 +8,12 @@ how Kubernetes and Docker secrets are mounted. A secret never needs to sit in th
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -64,6 +65,22 @@ class AuthSettings(BaseModel):
     extra_grants: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class EgressSettings(BaseModel):
+    """Which addresses calls to party-given URLs may reach (``tsunagu.service.egress``)."""
+
+    # None: allowed outside production (every dev/test party runs on 127.0.0.1), refused in it.
+    allow_loopback: bool | None = None
+    # Private networks parties may be on, e.g. ["10.20.0.0/16"] (a municipality's own providers).
+    allowed_networks: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError → a settings error at start
+        return value
+
+
 class _FileAwareEnvSource(EnvSettingsSource):
     """Environment source where ``<VARIABLE>_FILE`` supplies ``<VARIABLE>`` from a file.
 
@@ -111,6 +128,7 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     events: EventSettings = Field(default_factory=EventSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    egress: EgressSettings = Field(default_factory=EgressSettings)
 
     @classmethod
     def settings_customise_sources(

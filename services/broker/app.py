@@ -41,6 +41,7 @@ from tsunagu.clients.jwt_signing import JwtSigner, TokenSigner
 from tsunagu.clients.signer import BatchingSigner, SignerClient
 from tsunagu.events import EventConsumer, GroupCommit
 from tsunagu.service import ServiceRuntime, ServiceSpec, create_service_app, run_service
+from tsunagu.service.egress import EgressPolicy, egress_policy
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 # permission → service callers allowed (deny by default)
@@ -104,12 +105,21 @@ async def broker_resources(
         return
     async with AsyncExitStack() as stack:
         # Parties' endpoints are outside the platform: no redirects, bounded pool, per-call
-        # timeouts. aiohttp for the hot path (a provider call per exchange costs it a fraction of
-        # what httpx costs); httpx for the idp's JWKS, read rarely.
-        outside = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=20))
+        # timeouts, and only the addresses the egress policy allows (the SSRF guard, checked on
+        # each resolution). aiohttp for the hot path (a provider call per exchange costs it a
+        # fraction of what httpx costs); httpx for webhooks. The idp's JWKS is the platform's own.
+        egress = egress_policy(settings)
+        outside = httpx.AsyncClient(
+            follow_redirects=False,
+            trust_env=False,
+            transport=egress.httpx_transport(limits=httpx.Limits(max_connections=20)),
+        )
         stack.push_async_callback(outside.aclose)
+        platform_http = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=10))
+        stack.push_async_callback(platform_http.aclose)
         parties_http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=200, limit_per_host=64), raise_for_status=False
+            connector=aiohttp.TCPConnector(limit=200, limit_per_host=64, resolver=egress.aiohttp_resolver()),
+            raise_for_status=False,
         )
         stack.push_async_callback(parties_http.close)
         idp = IdpClient(settings.idp_url, runtime.issuer)
@@ -124,7 +134,7 @@ async def broker_resources(
             TokenSigner(signer, batching, purpose="exchange"), runtime.db, issuer=settings.resource
         )
         parties = Parties(runtime.db, idp)
-        catalog = Catalog(runtime.db)
+        catalog = Catalog(runtime.db, egress)
         consent_view = _consent_view(runtime, settings, consent, hooks.view_changes if hooks else None)
         exchanges = Exchanges(
             parties=parties,
@@ -132,6 +142,7 @@ async def broker_resources(
             consent=consent_view,
             providers=Providers(
                 http=parties_http,
+                egress=egress,
                 signer=exchange_keys,
                 jlis=jlis,
                 issuer=settings.resource,
@@ -140,7 +151,7 @@ async def broker_resources(
             ),
             log=GroupCommit(runtime.db, runtime.outbox, write_rows=store.add_exchanges),
         )
-        ngsild = await stack.enter_async_context(_ngsild(runtime))
+        ngsild = await stack.enter_async_context(_ngsild(runtime, egress))
         push, deliveries, usage = _push_and_usage(
             runtime,
             settings,
@@ -162,7 +173,7 @@ async def broker_resources(
             tokens=AccessTokenVerifier(
                 issuer=settings.idp_issuer,
                 resource=settings.resource,
-                http=outside,
+                http=platform_http,
                 skew_s=settings.clock_skew_s,
             ),
             quotas=ClientQuotas(settings.client_rate_per_s, settings.client_burst),
@@ -180,12 +191,15 @@ async def broker_resources(
 
 
 @asynccontextmanager
-async def _ngsild(runtime: ServiceRuntime) -> AsyncIterator[ContextBroker]:
+async def _ngsild(runtime: ServiceRuntime, egress: EgressPolicy) -> AsyncIterator[ContextBroker]:
     """Non-personal data, and the loop that sends its subscriptions' notifications."""
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as http:
+    async with httpx.AsyncClient(
+        follow_redirects=False, trust_env=False, transport=egress.httpx_transport()
+    ) as http:
         sender = NotificationSender(runtime.db, http)
         datasets = Datasets(runtime.db)
-        broker = ContextBroker(runtime.db, datasets, Subscriptions(runtime.db, datasets), sender.queued.set)
+        subscriptions = Subscriptions(runtime.db, datasets, egress)
+        broker = ContextBroker(runtime.db, datasets, subscriptions, sender.queued.set)
         stopping = asyncio.Event()
         loop = asyncio.create_task(sender.run(stopping), name="broker-ngsild-notifications")
         try:
@@ -236,6 +250,7 @@ def _push_and_usage(
         consent=consent,
         max_value_bytes=settings.push_max_value_bytes,
         max_subscriptions=settings.push_max_subscriptions,
+        egress=egress_policy(settings),
         wake=deliveries.wake,
     )
     return push, deliveries, Usage(runtime.db, parties, flush_s=settings.usage_flush_s)

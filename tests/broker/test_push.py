@@ -295,6 +295,11 @@ async def test_bad_input_is_refused_and_nothing_is_written(broker: BrokerHarness
         "https://user:pw@hospital.example/hook",
         "https://hospital.example/hook#x",
         "not a url",
+        # addresses inside the platform's networks (the SSRF guard)
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.5/hook",
+        "https://[fd00::5]/hook",
+        "https://[::ffff:172.16.0.1]/hook",
     ):
         assert await subscription({**good, "url": url}) == {"status": 400, "type": "invalid-subscription"}, (
             url

@@ -367,6 +367,11 @@ BAD_METADATA: list[tuple[dict[str, Any], str]] = [
     (rp(jwks_uri="https://rp.example/jwks"), "invalid_client_metadata"),  # both jwks and jwks_uri
     (rp(jwks=None, jwks_uri="ftp://rp.example/jwks"), "invalid_client_metadata"),
     (rp(jwks=None, jwks_uri="http://rp.example/jwks"), "invalid_client_metadata"),
+    # URLs the idp calls may not name an address inside (the SSRF guard)
+    (rp(jwks=None, jwks_uri="https://169.254.169.254/latest/meta-data"), "invalid_client_metadata"),
+    (rp(jwks=None, jwks_uri="https://10.0.0.5/jwks"), "invalid_client_metadata"),
+    (rp(backchannel_logout_uri="https://[fd00::1]/logout"), "invalid_client_metadata"),
+    (rp(backchannel_logout_uri="https://[::ffff:192.168.0.1]/logout"), "invalid_client_metadata"),
     (rp(jwks={"keys": []}), "invalid_client_metadata"),
     (rp(jwks={"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]}), "invalid_client_metadata"),
     (rp(jwks={"keys": [ECKey.generate_key("P-256").as_dict(private=True)]}), "invalid_client_metadata"),

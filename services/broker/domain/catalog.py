@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -28,6 +27,7 @@ from tsunagu.broker.domain.errors import (
 from tsunagu.broker.domain.providers import JLIS_SYNC
 from tsunagu.broker.store import repository as store
 from tsunagu.db import Database
+from tsunagu.service.egress import EgressPolicy, EgressRefused
 
 log = logging.getLogger(__name__)
 ITEM_ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -94,7 +94,7 @@ def _item(row: dict[str, Any]) -> Item:
     )
 
 
-def _check_provider(entry: Any) -> dict[str, str]:
+def _check_provider(entry: Any, egress: EgressPolicy) -> dict[str, str]:
     if not isinstance(entry, dict) or set(entry) != {"client_id", "endpoint"}:
         raise InvalidCatalogEntry('each provider is {"client_id", "endpoint"}')
     client_id, endpoint = entry["client_id"], entry["endpoint"]
@@ -104,20 +104,20 @@ def _check_provider(entry: Any) -> dict[str, str]:
         if endpoint != "internal:jlis-sync":
             raise InvalidCatalogEntry('jlis-sync is reached at "internal:jlis-sync"')
         return {"client_id": client_id, "endpoint": endpoint}
-    parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
-    loopback = parts is not None and parts.hostname in ("127.0.0.1", "localhost", "::1")
-    if (
-        parts is None
-        or not parts.netloc
-        or parts.fragment
-        or not (parts.scheme == "https" or (parts.scheme == "http" and loopback))
-    ):
-        raise InvalidCatalogEntry("provider endpoint: an https URL (http only on loopback)")
-    return {"client_id": client_id, "endpoint": endpoint}
+    try:
+        return {"client_id": client_id, "endpoint": egress.check_url(endpoint)}
+    except EgressRefused as refused:
+        raise InvalidCatalogEntry(f"provider endpoint: {refused}") from None
 
 
 class Catalog:
-    def __init__(self, db: Database, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        db: Database,
+        egress: EgressPolicy,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.egress = egress  # which provider endpoints may be registered (the SSRF guard)
         self.db = db
         self.clock = clock
         self._cache: dict[str, tuple[float, Item]] = {}
@@ -145,7 +145,7 @@ class Catalog:
             "label_en": entry["label_en"],
             "sensitivity": entry["sensitivity"],
             "schema": schema,
-            "providers": [_check_provider(p) for p in providers],
+            "providers": [_check_provider(p, self.egress) for p in providers],
             "updated_at": self.clock(),
         }
         async with self.db.transaction() as session:

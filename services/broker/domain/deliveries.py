@@ -43,6 +43,7 @@ from tsunagu.clients.jwt_signing import JwtSigner
 from tsunagu.db import Database
 from tsunagu.events import Outbox
 from tsunagu.events.schemas.broker import DeliveryDeadV1, ExchangeCompletedV1, ExchangeDeniedV1
+from tsunagu.service.egress import EgressConnectError
 
 log = logging.getLogger(__name__)
 PUSH_TYP = "tsunagu-data-push+jwt"
@@ -263,6 +264,8 @@ class Deliveries:
                 status = response.status_code  # the body is never read: nothing to bound
         except httpx.TimeoutException as error:
             raise _Outcome("retry", "timeout") from error
+        except EgressConnectError as error:  # the URL now resolves to a forbidden address
+            raise _Outcome("retry", "egress-refused") from error
         except httpx.HTTPError as error:
             raise _Outcome("retry", "connection") from error
         if not 200 <= status < 300:

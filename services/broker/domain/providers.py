@@ -26,6 +26,7 @@ from tsunagu.broker.domain.errors import ProviderFailed, ProviderTimeout
 from tsunagu.clients.internal import UpstreamError
 from tsunagu.clients.jlis_sync import JlisSyncClient
 from tsunagu.clients.jwt_signing import JwtSigner
+from tsunagu.service.egress import EgressPolicy, EgressRefused
 
 REQUEST_TYP = "tsunagu-data-request+jwt"
 JLIS_SYNC = "jlis-sync"  # the internal provider of resident.* items
@@ -56,6 +57,7 @@ class Providers:
         self,
         *,
         http: aiohttp.ClientSession,
+        egress: EgressPolicy,
         signer: JwtSigner,
         jlis: JlisSyncClient,
         issuer: str,
@@ -63,7 +65,8 @@ class Providers:
         max_response_bytes: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.http = http
+        self.http = http  # its resolver refuses names that resolve to addresses egress forbids
+        self.egress = egress
         self.signer = signer
         self.jlis = jlis
         self.issuer = issuer
@@ -109,6 +112,10 @@ class Providers:
         return await self.signer.sign_jwt(claims, typ=REQUEST_TYP)
 
     async def _external(self, call: ProviderCall) -> dict[str, Any]:
+        try:
+            self.egress.check_now(call.endpoint)  # aiohttp does not resolve an IP literal
+        except EgressRefused as refused:
+            raise ProviderFailed("the provider's address may not be called") from refused
         body = await self.signed_request(call)
         headers = {"Content-Type": "application/jwt", "Accept": "application/json"}
         try:

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,9 +45,9 @@ from tsunagu.db import Database, call_after_commit
 from tsunagu.events import Outbox
 from tsunagu.events.schemas.broker import DeliveryScheduledV1
 from tsunagu.events.schemas.jlis_sync import ResidentUpdatedV1
+from tsunagu.service.egress import EgressPolicy, EgressRefused
 
 RESIDENT_ADDRESS = "resident.address"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_URL = 2048
 FAN_OUT_CONCURRENCY = 8
 
@@ -65,19 +64,14 @@ class Change:
     value: Any = None
 
 
-def webhook_url(url: str) -> str:
-    """The URL if it is an https URL (http only on loopback) without credentials or fragment."""
-    parts = urlsplit(url)
-    loopback = parts.hostname in LOOPBACK
-    if (
-        len(url) > MAX_URL
-        or not parts.hostname
-        or parts.username is not None
-        or parts.fragment
-        or not (parts.scheme == "https" or (parts.scheme == "http" and loopback))
-    ):
-        raise InvalidSubscription("url: an https URL (http only on loopback), no credentials or fragment")
-    return url
+def webhook_url(url: str, egress: EgressPolicy) -> str:
+    """The URL if a party may have us call it (https, a public address: the SSRF guard)."""
+    if len(url) > MAX_URL:
+        raise InvalidSubscription(f"url: at most {MAX_URL} characters")
+    try:
+        return egress.check_url(url)
+    except EgressRefused as refused:
+        raise InvalidSubscription(f"url: {refused}") from None
 
 
 def _subscription_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -101,10 +95,12 @@ class Push:
         consent: ConsentView,
         max_value_bytes: int,
         max_subscriptions: int,
+        egress: EgressPolicy,
         wake: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.db = db
+        self.egress = egress  # which webhook URLs a party may register
         self.outbox = outbox
         self.parties = parties
         self.catalog = catalog
@@ -124,7 +120,7 @@ class Push:
             raise InvalidSubscription(f"items: 1 to {MAX_ITEMS} distinct item ids")
         if not PURPOSE.match(purpose):
             raise InvalidSubscription("purpose: a purpose code (lower-case, e.g. treatment)")
-        webhook_url(url)
+        webhook_url(url, self.egress)
         party = await self.parties.party(caller.client_id)
         await self.catalog.items(items)
         row = {

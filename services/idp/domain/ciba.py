@@ -25,6 +25,7 @@ from tsunagu.idp.domain.opaque import new_secret
 from tsunagu.idp.domain.tokens import ApprovedLogin
 from tsunagu.idp.store import logins as store
 from tsunagu.idp.store.replay import first_use
+from tsunagu.service.egress import egress_policy
 
 log = logging.getLogger(__name__)
 MAX_BINDING_MESSAGE = 64
@@ -201,7 +202,12 @@ class Ciba:
             endpoint = client.ciba_notification_endpoint if client is not None else None
             if client is None or client.ciba_mode != "ping" or not token or not endpoint:
                 return
-            async with httpx.AsyncClient(timeout=NOTIFY_TIMEOUT_S, follow_redirects=False) as http:
+            async with httpx.AsyncClient(  # the client's notification endpoint: the SSRF guard
+                timeout=NOTIFY_TIMEOUT_S,
+                follow_redirects=False,
+                trust_env=False,
+                transport=egress_policy(self.services.settings).httpx_transport(),
+            ) as http:
                 for attempt in range(3):
                     try:
                         response = await http.post(

@@ -51,6 +51,7 @@ from tsunagu.idp.domain.errors import ClientNotFound, InvalidClientMetadata, Ten
 from tsunagu.idp.domain.opaque import new_secret, token_hash
 from tsunagu.idp.settings import IdpSettings
 from tsunagu.idp.store.clients import ClientRecord, ClientStore, TenantRecord
+from tsunagu.service.egress import EgressPolicy, EgressRefused, egress_policy
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +331,24 @@ class ClientMetadata(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+# The metadata URLs the idp itself calls (the rest are only shown or compared): each must name an
+# address the egress policy allows — the SSRF guard (tsunagu.service.egress).
+CALLED_URLS = ("jwks_uri", "backchannel_logout_uri", "backchannel_client_notification_endpoint")
+
+
+def check_called_urls(metadata: ClientMetadata, egress: EgressPolicy) -> ClientMetadata:
+    """:class:`MetadataRejected` when a URL the idp would call names a forbidden address."""
+    for name in CALLED_URLS:
+        value = getattr(metadata, name)
+        if value is None:
+            continue
+        try:
+            egress.check_url(value)
+        except EgressRefused as refused:
+            raise metadata_rejected(f"{name}: {refused}", redirect=False) from None
+    return metadata
+
+
 def validate_metadata(data: Mapping[str, Any], *, loopback_http: bool) -> ClientMetadata:
     """``data`` as :class:`ClientMetadata`, or :class:`MetadataRejected` saying what is wrong."""
     try:
@@ -525,7 +544,13 @@ class ClientRegistry:
         self.settings = settings
         self.clock = clock
         self.loopback_http = settings.environment != "production"
-        self._http = http or httpx.AsyncClient(timeout=JWKS_TIMEOUT_S, follow_redirects=False)
+        self.egress = egress_policy(settings)
+        self._http = http or httpx.AsyncClient(
+            timeout=JWKS_TIMEOUT_S,
+            follow_redirects=False,
+            trust_env=False,
+            transport=self.egress.httpx_transport(),
+        )
         self._owns_http = http is None
         self._cache: dict[str, tuple[float, _Entry]] = {}
         # (client_id, jwks_uri) → (expires at, last refetch for an unknown kid, JWK set)
@@ -627,7 +652,8 @@ class ClientRegistry:
     async def _fetch_jwks(self, uri: str) -> dict[str, Any]:
         try:
             check_url(uri, loopback_http=self.loopback_http)
-        except ValueError as error:
+            self.egress.check_url(uri)
+        except ValueError as error:  # EgressRefused is a ValueError
             raise JwksUnavailable(str(error)) from None
         try:
             async with self._http.stream("GET", uri, headers={"Accept": "application/json"}) as response:
@@ -709,7 +735,7 @@ class ClientRegistry:
         """Validate ``data`` and register a client under the tenant; ClientRegisteredV1 in the
         same transaction. A secret is issued for secret-based methods; a registration access
         token (RFC 7592) when ``registration_token``."""
-        metadata = validate_metadata(data, loopback_http=self.loopback_http)
+        metadata = check_called_urls(validate_metadata(data, loopback_http=self.loopback_http), self.egress)
         legal_basis = _check_legal_basis(user_number_legal_basis)
         client_id, now = new_client_id(), self.clock()
         sector = sector_identifier(metadata, client_id)
@@ -774,7 +800,7 @@ class ClientRegistry:
         """Replace the client's metadata with ``data`` (validated as at registration); the sector
         cannot change. A client moving to a secret-based method gets a secret (returned once);
         one moving away loses it. ClientUpdatedV1 in the same transaction."""
-        metadata = validate_metadata(data, loopback_http=self.loopback_http)
+        metadata = check_called_urls(validate_metadata(data, loopback_http=self.loopback_http), self.egress)
         if not isinstance(user_number_legal_basis, _Keep):
             user_number_legal_basis = _check_legal_basis(user_number_legal_basis)
         now = self.clock()

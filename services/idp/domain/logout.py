@@ -34,6 +34,7 @@ import httpx
 from tsunagu.db import Database
 from tsunagu.idp.domain.sessions import ClientView, SessionInfo, Sessions
 from tsunagu.idp.store.sessions import DeliveryRecord, SessionRepository
+from tsunagu.service.egress import egress_policy
 from tsunagu.service.runtime import pause
 
 if TYPE_CHECKING:
@@ -157,8 +158,11 @@ class BackchannelLogout:
         self.settings = services.settings
         self.sessions: Sessions = services.sessions
         self.timeout_s = services.settings.backchannel_logout_timeout_s
-        self.http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout_s), follow_redirects=False, trust_env=False
+        self.http = http or httpx.AsyncClient(  # RPs' back-channel URIs: the SSRF guard
+            timeout=httpx.Timeout(self.timeout_s),
+            follow_redirects=False,
+            trust_env=False,
+            transport=egress_policy(services.settings).httpx_transport(),
         )
         self.batch = 32
 

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,6 +37,7 @@ from tsunagu.broker.domain.ngsild.geoquery import GeoQuery, parse_geoquery
 from tsunagu.broker.domain.ngsild.query_language import parse_q
 from tsunagu.broker.store import ngsild as store
 from tsunagu.db import Database
+from tsunagu.service.egress import EgressPolicy, EgressRefused
 
 SUBSCRIPTION_MEMBERS = {
     "id",
@@ -53,7 +53,6 @@ SUBSCRIPTION_MEMBERS = {
     "expiresAt",
     "isActive",
 }
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FORMATS = ("normalized", "keyValues")
 ACCEPTS = ("application/json", "application/ld+json")
 
@@ -62,19 +61,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def check_endpoint(uri: Any) -> str:
-    """A notification endpoint: https, or http on loopback only (no credentials, no fragment)."""
-    parts = urlsplit(uri) if isinstance(uri, str) and len(uri) <= 2048 else None
-    loopback = parts is not None and parts.hostname in LOOPBACK
-    if (
-        parts is None
-        or not parts.hostname
-        or parts.username is not None
-        or parts.fragment
-        or not (parts.scheme == "https" or (parts.scheme == "http" and loopback))
-    ):
-        raise BadRequestData("notification.endpoint.uri: an https URL (http only on loopback)")
-    return str(uri)
+def check_endpoint(uri: Any, egress: EgressPolicy) -> str:
+    """A notification endpoint a party may have us call: https, a public address (the SSRF
+    guard; http on loopback in dev and test only), no credentials, no fragment."""
+    try:
+        return egress.check_url(uri)
+    except EgressRefused as refused:
+        raise BadRequestData(f"notification.endpoint.uri: {refused}") from None
 
 
 def _names(value: Any, what: str) -> list[str] | None:
@@ -116,7 +109,7 @@ def check_id_pattern(pattern: Any) -> str:
     return pattern
 
 
-def _notification(value: Any) -> dict[str, Any]:
+def _notification(value: Any, egress: EgressPolicy) -> dict[str, Any]:
     if not isinstance(value, dict) or not set(value) <= {"attributes", "format", "endpoint"}:
         raise BadRequestData("notification: {attributes?, format?, endpoint}")
     endpoint = value.get("endpoint")
@@ -128,7 +121,7 @@ def _notification(value: Any) -> dict[str, Any]:
         raise BadRequestData("notification: format normalized|keyValues, accept application/json|ld+json")
     checked: dict[str, Any] = {
         "format": fmt,
-        "endpoint": {"uri": check_endpoint(endpoint.get("uri")), "accept": accept},
+        "endpoint": {"uri": check_endpoint(endpoint.get("uri"), egress), "accept": accept},
     }
     attributes = _names(value.get("attributes"), "notification.attributes")
     if attributes is not None:
@@ -194,7 +187,7 @@ def _subscription(row: dict[str, Any]) -> Subscription:
     )
 
 
-def validate_subscription(body: Any) -> dict[str, Any]:
+def validate_subscription(body: Any, egress: EgressPolicy) -> dict[str, Any]:
     """The subscription as stored (validated, defaults filled); ``q`` and ``geoQ`` are parsed
     here once so a bad one is refused at creation, never at notification time."""
     if not isinstance(body, dict) or body.get("type") != "Subscription":
@@ -205,7 +198,7 @@ def validate_subscription(body: Any) -> dict[str, Any]:
     document: dict[str, Any] = {
         "type": "Subscription",
         "entities": _entities(body.get("entities")),
-        "notification": _notification(body.get("notification")),
+        "notification": _notification(body.get("notification"), egress),
     }
     watched = _names(body.get("watchedAttributes"), "watchedAttributes")
     if watched is not None:
@@ -239,7 +232,10 @@ def _geoquery(geo: dict[str, Any]) -> GeoQuery:
 
 
 class Subscriptions:
-    def __init__(self, db: Database, datasets: Datasets, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self, db: Database, datasets: Datasets, egress: EgressPolicy, clock: Callable[[], datetime] = _now
+    ) -> None:
+        self.egress = egress  # which notification endpoints may be registered (the SSRF guard)
         self.db = db
         self.datasets = datasets
         self.clock = clock
@@ -248,7 +244,7 @@ class Subscriptions:
         """Create a subscription owned by the caller; returns its id."""
         if READ_SCOPE not in caller.scopes:
             raise InsufficientScope(READ_SCOPE)
-        document = validate_subscription(body)
+        document = validate_subscription(body, self.egress)
         subscription_id = check_entity_id(body.get("id", f"urn:ngsi-ld:Subscription:{uuid.uuid4().hex}"))
         types = sorted({selector["type"] for selector in document["entities"]})
         for entity_type in types:
