@@ -91,8 +91,8 @@ async def _data(state: State, citizen: Citizen) -> Exchange | None:
         return None
     try:
         return await state.broker.exchange(citizen.sub, access.items, access.purpose["code"])
-    except httpx.HTTPError as error:
-        log.warning("broker unreachable: %s", type(error).__name__)
+    except (httpx.HTTPError, OAuthError) as error:  # the broker, or the idp for its token
+        log.warning("no broker answer: %s", type(error).__name__)
         return Exchange(503, {}, {"type": "urn:example:broker-unreachable", "status": 503})
 
 

@@ -126,10 +126,13 @@ class Broker:
             json={"sub": sub, "items": items, "purpose": purpose},
             headers=await self._bearer(),
         )
-        body = response.json()
-        if response.status_code == 200:
+        try:
+            body = response.json()
+        except ValueError:  # not the broker answering (a proxy's error page, say)
+            body = {"type": "urn:example:not-json", "status": response.status_code}
+        if response.status_code == 200 and isinstance(body, dict):
             return Exchange(200, dict(body.get("items", {})))
-        return Exchange(response.status_code, {}, body)
+        return Exchange(response.status_code, {}, body if isinstance(body, dict) else {})
 
     async def ensure_subscription(self, items: list[str], purpose: str) -> str:
         """Subscribe our webhook to ``items`` once (idempotent across restarts)."""
