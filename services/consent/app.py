@@ -27,6 +27,7 @@ from tsunagu.consent.api.deps import (
 from tsunagu.consent.domain.context import ConsentContext, ConsentPolicy
 from tsunagu.consent.domain.dashboard import Dashboard
 from tsunagu.consent.domain.decisions import Decisions
+from tsunagu.consent.domain.effective_cache import EffectiveCache
 from tsunagu.consent.domain.oidc_rp import ClientCredentials, OidcRelyingParty
 from tsunagu.consent.domain.queries import ConsentQueries
 from tsunagu.consent.domain.receipts import Receipts
@@ -35,6 +36,7 @@ from tsunagu.consent.events import consumers
 from tsunagu.consent.settings import ConsentSettings, DashboardSettings
 from tsunagu.consent.store import dashboard as dashboard_store
 from tsunagu.consent.store import repository
+from tsunagu.consent.store.changes import ChangeListener
 from tsunagu.consent.store.models import event_tables, metadata
 from tsunagu.service import ServiceRuntime, ServiceSpec, create_service_app, run_service
 from tsunagu.service.runtime import pause
@@ -123,6 +125,7 @@ async def consent_resources(runtime: ServiceRuntime) -> AsyncIterator[ConsentSer
         ca=ca,
         receipts=Receipts(signer, batching),
         policy=_policy(settings),
+        effective=EffectiveCache(settings.effective_cache_people),
     )
     requests, queries = ConsentRequests(context), ConsentQueries(context)
     async with AsyncExitStack() as stack:
@@ -135,13 +138,28 @@ async def consent_resources(runtime: ServiceRuntime) -> AsyncIterator[ConsentSer
             stack.push_async_callback(broker.aclose)
         dashboard = _dashboard(settings.dashboard, http, context, requests, queries, broker=broker)
         stopping = asyncio.Event()
-        housekeeping = asyncio.create_task(_housekeeping(runtime, stopping), name="consent-housekeeping")
+        tasks = [
+            asyncio.create_task(_housekeeping(runtime, stopping), name="consent-housekeeping"),
+            *_change_listener(runtime, context.effective, stopping),
+        ]
         try:
             yield ConsentServices(requests, Decisions(context), queries, dashboard)
         finally:
             stopping.set()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(housekeeping, 10)
+                await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+
+def _change_listener(
+    runtime: ServiceRuntime, cache: EffectiveCache, stopping: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    """On PostgreSQL, the listener that keeps the effective-consent cache honest across processes;
+    SQLite is one process, whose own writes invalidate it."""
+    if runtime.db.is_sqlite:
+        cache.set_live(True)
+        return []
+    listener = ChangeListener(runtime.db.url, cache.changed_bucket, cache.set_live)
+    return [asyncio.create_task(listener.run(stopping), name="consent-change-listener")]
 
 
 def service_spec(settings: ConsentSettings) -> ServiceSpec:

@@ -52,6 +52,9 @@ class ConsentSettings(ServiceSettings):
     # How long a consent request waits for the citizen's answer, unless the request says less.
     request_ttl_s: int = Field(default=30 * 86_400, gt=0)
     max_validity_days: int = Field(default=5 * 365, gt=0, le=10 * 365)
+    # People whose decision items are kept in memory for effective-consent checks (0: none; every
+    # check is a query). Kept only while change notifications are heard (domain/effective_cache.py).
+    effective_cache_people: int = Field(default=100_000, ge=0)
     max_body_bytes: int = 65_536
     # idp and broker check consent on every release; their calls come from few addresses.
     rate_limit_per_s: float = 5000.0

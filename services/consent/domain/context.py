@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from tsunagu.clients.ca import CaClient
+from tsunagu.consent.domain.effective_cache import EffectiveCache
 from tsunagu.consent.domain.receipts import Receipts
 from tsunagu.db import Database
 from tsunagu.events import Outbox
@@ -45,3 +46,5 @@ class ConsentContext:
     policy: ConsentPolicy = field(default_factory=ConsentPolicy)
     clock: Callable[[], datetime] = utc_now
     ids: Callable[[], str] = new_id
+    # Each person's decision items in memory while change notifications are heard (app.py).
+    effective: EffectiveCache = field(default_factory=EffectiveCache)

@@ -139,6 +139,7 @@ class Decisions:
             ):
                 raise RequestNotPending()
             await context.outbox.add(session, _event(row, statement))
+        context.effective.changed(user)  # this process at once; the others by NOTIFY
         return {
             "decision_id": decision_id,
             "decision_sha256": digest,

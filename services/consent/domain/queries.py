@@ -16,6 +16,7 @@ from typing import Any
 from tsunagu.consent.domain import jws_rfc7515, wallet_queries
 from tsunagu.consent.domain.catalog import CATALOG
 from tsunagu.consent.domain.context import ConsentContext, rfc3339
+from tsunagu.consent.domain.effective_cache import ItemRow, in_force
 from tsunagu.consent.domain.errors import DecisionNotFound, InvalidQuery, RequestReplayed
 from tsunagu.consent.domain.record_iso27560 import event_type, record
 from tsunagu.consent.domain.requests import view as request_view
@@ -55,33 +56,49 @@ class ConsentQueries:
         wanted = sorted({item for item in items if item in CATALOG})
         values: list[tuple[str, str]] = []
         if wanted:
-            async with self.context.db.sessions() as session:
-                values = await store.effective_values(
-                    session,
-                    user_number=user_number,
-                    recipient_id=recipient,
-                    purpose_code=purpose,
-                    items=wanted,
-                    at=moment,
-                )
+            rows = await self._rows(user_number)
+            values = in_force(rows, recipient, purpose, wanted, moment)
         return combine(items, values)
+
+    async def _rows(self, user_number: str) -> list[ItemRow]:
+        return (await self._people_rows([user_number]))[user_number]
+
+    async def _people_rows(self, user_numbers: Iterable[str]) -> dict[str, list[ItemRow]]:
+        """Each person's decision items: from the cache, the rest in one query (then kept)."""
+        cache = self.context.effective
+        found: dict[str, list[ItemRow]] = {}
+        tokens = {}
+        for user in dict.fromkeys(user_numbers):
+            rows, tokens[user] = cache.lookup(user)
+            if rows is not None:
+                found[user] = rows
+        missing = [user for user in tokens if user not in found]
+        if missing:
+            loaded: dict[str, list[ItemRow]] = {user: [] for user in missing}
+            async with self.context.db.sessions() as session:
+                for row in await store.people_item_rows(session, missing):
+                    user = row.pop("user_number")
+                    loaded[user].append(ItemRow(**row))
+            for user, rows in loaded.items():
+                cache.keep(user, tokens[user], rows)
+            found.update(loaded)
+        return found
 
     async def effective_many(self, checks: list[tuple[str, str, str, str]], at: datetime | None) -> list[str]:
         """Many (user, recipient, purpose, item) checks at one time, answered in order (the
-        broker's bulk view); one database round trip."""
+        broker's bulk view); at most one database round trip (for the people not in memory)."""
         if not checks or len(checks) > MAX_BATCH:
             raise InvalidQuery(f"checks: 1 to {MAX_BATCH}")
         if at is not None and at.tzinfo is None:
             raise InvalidQuery("at needs a time zone offset")
         moment = at or self.context.clock()
         keys = sorted({check for check in checks if check[3] in CATALOG})
-        found: list[tuple[str, str, str, str, str]] = []
-        if keys:
-            async with self.context.db.sessions() as session:
-                found = await store.effective_values_many(session, keys, moment)
         values: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
-        for user, recipient, purpose, item, value in found:
-            values.setdefault((user, recipient, purpose), []).append((item, value))
+        people = await self._people_rows(user for user, _, _, _ in keys) if keys else {}
+        for user, recipient, purpose, item in keys:
+            values.setdefault((user, recipient, purpose), []).extend(
+                in_force(people[user], recipient, purpose, [item], moment)
+            )
         return [
             combine([item], values.get((user, recipient, purpose), []))[item]
             for user, recipient, purpose, item in checks

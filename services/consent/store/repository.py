@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, select, tuple_, update
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tsunagu.consent.store import changes
 from tsunagu.consent.store.models import consent_request, decision, decision_item, recipient, seen_jti
 from tsunagu.db import as_utc
 
@@ -138,58 +139,44 @@ async def add_decision(session: AsyncSession, values: dict[str, Any], items: lis
                 await session.execute(insert(decision_item), items)
     except IntegrityError:
         return False
+    await changes.announce(session, values["user_number"])  # heard by every process on commit
     return True
 
 
-def _not_superseded(at: datetime) -> Any:
+async def people_item_rows(session: AsyncSession, user_numbers: Sequence[str]) -> list[dict[str, Any]]:
+    """Every decision item of these people, with the time its decision was superseded (if it
+    was): ``domain/effective_cache.in_force`` decides from these what is in force when."""
     later = decision.alias("later")
-    return ~exists().where(later.c.supersedes == decision_item.c.decision_id, later.c.recorded_at <= at)
-
-
-async def effective_values(
-    session: AsyncSession,
-    *,
-    user_number: str,
-    recipient_id: str,
-    purpose_code: str,
-    items: Sequence[str],
-    at: datetime,
-) -> list[tuple[str, str]]:
-    """(item, allow|deny) of every decision item in force at ``at`` for these keys."""
-    rows = await session.execute(
-        select(decision_item.c.item, decision_item.c.value).where(
-            decision_item.c.user_number == user_number,
-            decision_item.c.recipient_id == recipient_id,
-            decision_item.c.purpose_code == purpose_code,
-            decision_item.c.item.in_(list(items)),
-            decision_item.c.effective_from <= at,
-            decision_item.c.valid_until > at,
-            _not_superseded(at),
-        )
-    )
-    return [(row.item, row.value) for row in rows]
-
-
-async def effective_values_many(
-    session: AsyncSession, keys: Sequence[tuple[str, str, str, str]], at: datetime
-) -> list[tuple[str, str, str, str, str]]:
-    """(user, recipient, purpose, item, allow|deny) in force at ``at`` for many
-    (user, recipient, purpose, item) keys, in one statement."""
-    columns = (
-        decision_item.c.user_number,
-        decision_item.c.recipient_id,
-        decision_item.c.purpose_code,
-        decision_item.c.item,
+    superseded = (
+        select(func.min(later.c.recorded_at))
+        .where(later.c.supersedes == decision_item.c.decision_id)
+        .scalar_subquery()
     )
     rows = await session.execute(
-        select(*columns, decision_item.c.value).where(
-            tuple_(*columns).in_(list(keys)),
-            decision_item.c.effective_from <= at,
-            decision_item.c.valid_until > at,
-            _not_superseded(at),
-        )
+        select(
+            decision_item.c.user_number,
+            decision_item.c.recipient_id,
+            decision_item.c.purpose_code,
+            decision_item.c.item,
+            decision_item.c.value,
+            decision_item.c.effective_from,
+            decision_item.c.valid_until,
+            superseded.label("superseded_at"),
+        ).where(decision_item.c.user_number.in_(list(user_numbers)))
     )
-    return [(row[0], row[1], row[2], row[3], row[4]) for row in rows]
+    return [
+        {
+            "user_number": row.user_number,
+            "recipient": row.recipient_id,
+            "purpose": row.purpose_code,
+            "item": row.item,
+            "value": row.value,
+            "effective_from": as_utc(row.effective_from),
+            "valid_until": as_utc(row.valid_until),
+            "superseded_at": as_utc(row.superseded_at),
+        }
+        for row in rows
+    ]
 
 
 async def in_force(session: AsyncSession, user_number: str, at: datetime) -> list[dict[str, Any]]:
