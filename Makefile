@@ -41,6 +41,7 @@ bench: setup system ## benchmarks; figures go to bench/results and BENCHMARKS.md
 	$(BIN)/python -m bench.consent
 	$(BIN)/python -m bench.broker
 	$(BIN)/python -m bench.broker_ngsild
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .tsunagu .pytest_cache .mypy_cache .ruff_cache

@@ -82,3 +82,33 @@ def test_idp_benchmark_quick_run_writes_results(tmp_path: Path):
     expected = IDP_METRICS | (PEER_METRICS | {"token_vs_peer_ratio"} if HAS_NODE else set())
     assert set(document["metrics"]) >= expected
     assert "token_client_credentials_per_s" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
+RUN_METRICS = {
+    "make_run_to_serving_s",
+    "dev_up_cold_to_serving_s",
+    "dev_up_warm_to_serving_s",
+    "dev_up_stop_s",
+    "make_setup_system_noop_s",
+}
+
+
+def test_run_benchmark_quick_run_times_every_phase(tmp_path: Path):
+    """One cold start and one warm restart of ``tsunagu dev up``; every phase of the breakdown is
+    found (a progress line of ``dev up`` renamed without the benchmark would drop one)."""
+    from bench.run import PHASES
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--max-wait", "0", "--output-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    document: dict[str, Any] = json.loads((tmp_path / "run.json").read_text())
+    assert set(document["metrics"]) == RUN_METRICS
+    assert all(entry["value"] > 0 for entry in document["metrics"].values())
+    by_phase = document["notes"][0]
+    assert all(phase in by_phase for _, phase in PHASES), by_phase

@@ -300,7 +300,7 @@ async def device_lost_command(context: Context) -> Result:
 
 def register(sub: Any) -> None:
     """Add the wallet's commands to an argparse sub-command set."""
-    from tsunagu.wallet import commands_use
+    from tsunagu.wallet import commands_log, commands_use
 
     def add(parent: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
@@ -338,3 +338,4 @@ def register(sub: Any) -> None:
     certs = add(sub, "certs", certs_command, "list certificates")
     certs.add_argument("--status", action="store_true", help="ask the CA's OCSP responder")
     commands_use.register(sub, add)
+    commands_log.register(sub, add)

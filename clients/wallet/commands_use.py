@@ -70,7 +70,8 @@ async def signed_in(context: Context) -> AsyncIterator[tuple[Enrolled, Services]
         token.close()
 
 
-def _consent_url(services: Services) -> str:
+def consent_url(services: Services) -> str:
+    """The consent service's URL from the stored state (:class:`CliError` when there is none)."""
     if not services.consent:
         raise CliError("error.no_consent")
     return services.consent
@@ -146,7 +147,7 @@ async def _login_decision(context: Context, approve: bool) -> Result:
             )
             receipt = None
             if approve and answer.get("consent_request_id"):
-                async with http(_consent_url(services)) as consent:
+                async with http(consent_url(services)) as consent:
                     pending = await fetch_requests(consent, enrolled)
                     request = next(
                         (r for r in pending if r["request_id"] == answer["consent_request_id"]), None
@@ -203,7 +204,8 @@ async def login_inbox_command(context: Context) -> Result:
     return Result({"requests": waiting}, lines or [context.t("inbox.empty")])
 
 
-async def _catalog(consent: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
+async def fetch_catalog(consent: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
+    """item → its catalog entry (ja/en names); empty when the catalog cannot be read."""
     response = await consent.get("/v1/catalog")
     if response.is_error:
         return {}
@@ -228,15 +230,15 @@ def _request_lines(
 
 
 async def consent_requests_command(context: Context) -> Result:
-    async with signed_in(context) as (enrolled, services), http(_consent_url(services)) as consent:
+    async with signed_in(context) as (enrolled, services), http(consent_url(services)) as consent:
         pending = await fetch_requests(consent, enrolled)
-        catalog = await _catalog(consent)
+        catalog = await fetch_catalog(consent)
     lines = [line for request in pending for line in _request_lines(context, request, catalog)]
     return Result({"requests": pending}, lines or [context.t("requests.empty")])
 
 
 async def consent_decide_command(context: Context) -> Result:
-    async with signed_in(context) as (enrolled, services), http(_consent_url(services)) as consent:
+    async with signed_in(context) as (enrolled, services), http(consent_url(services)) as consent:
         pending = await fetch_requests(consent, enrolled)
         request = next((r for r in pending if r["request_id"] == context.args.request_id), None)
         if request is None:
@@ -252,7 +254,7 @@ async def consent_decide_command(context: Context) -> Result:
 
 
 async def grants_command(context: Context) -> Result:
-    async with signed_in(context) as (enrolled, services), http(_consent_url(services)) as consent:
+    async with signed_in(context) as (enrolled, services), http(consent_url(services)) as consent:
         grants = await fetch_grants(consent, enrolled)
     lines: list[str] = []
     for recipient in grants["recipients"]:
@@ -265,7 +267,7 @@ async def grants_command(context: Context) -> Result:
 
 
 async def history_command(context: Context) -> Result:
-    async with signed_in(context) as (enrolled, services), http(_consent_url(services)) as consent:
+    async with signed_in(context) as (enrolled, services), http(consent_url(services)) as consent:
         history = await fetch_history(consent, enrolled)
     lines = [
         f"#{entry['sequence']} {entry['recorded_at']} {context.t('event.' + entry['event'])} "
@@ -285,7 +287,7 @@ async def receipts_command(context: Context) -> Result:
     """The platform's receipts, each checked to countersign the statement the wallet signed (the
     receipt names the SHA-256 of that JWS); the receipt key's signature is checked by the
     offline export verifier, not here."""
-    async with signed_in(context) as (enrolled, services), http(_consent_url(services)) as consent:
+    async with signed_in(context) as (enrolled, services), http(consent_url(services)) as consent:
         history = await fetch_history(consent, enrolled)
     receipts, lines = [], []
     for entry in history["decisions"]:
@@ -311,7 +313,7 @@ async def receipts_command(context: Context) -> Result:
 
 
 async def withdraw_command(context: Context) -> Result:
-    async with signed_in(context) as (enrolled, services), http(_consent_url(services)) as consent:
+    async with signed_in(context) as (enrolled, services), http(consent_url(services)) as consent:
         try:
             receipt = await withdraw(consent, enrolled, context.args.decision_id)
         except ValueError:

@@ -1,11 +1,12 @@
 """Dynamic opt-in in the wallet: fetch the consent requests waiting for this person, decide each
 item, sign the decision with the phone's *signing* key (JWS over the RFC 8785 canonical statement,
-signing certificate chain in ``x5c``), withdraw a grant, read grants and history.
+signing certificate chain in ``x5c``), withdraw a grant, read grants, history and the exchange log.
 
     pending = await fetch_requests(consent, enrolled)
     receipt = await decide(consent, enrolled, pending[0], {"health.allergy": True})
     grants = await fetch_grants(consent, enrolled)
     await withdraw(consent, enrolled, receipt["decision_id"])
+    log = await fetch_exchanges(consent, enrolled, limit=20)    # who received what, who was refused
 
 Reads are signed with the authentication key. The wallet checks that the notice it shows hashes to
 the request's ``notice_sha256`` before it signs — the statement names that hash.
@@ -151,6 +152,17 @@ async def fetch_history(consent: httpx.AsyncClient, enrolled: Enrolled) -> dict[
 async def fetch_export(consent: httpx.AsyncClient, enrolled: Enrolled, decision_id: str) -> dict[str, Any]:
     body = {"request": signed_query(enrolled.authentication, "export", decision_id=decision_id)}
     return dict(answer(await consent.post("/v1/wallet/export", json=body), "consent-export"))
+
+
+async def fetch_exchanges(
+    consent: httpx.AsyncClient, enrolled: Enrolled, *, limit: int | None = None, before: str | None = None
+) -> dict[str, Any]:
+    """One page of this person's exchange log, newest first: ``{"exchanges", "next_before",
+    "names"}``; pass ``next_before`` back as ``before`` for the next page. Read by consent from
+    the broker for the person the authentication certificate belongs to."""
+    page = {key: value for key, value in (("limit", limit), ("before", before)) if value is not None}
+    body = {"request": signed_query(enrolled.authentication, "exchanges", **page)}
+    return dict(answer(await consent.post("/v1/wallet/exchanges", json=body), "consent-exchanges"))
 
 
 def withdrawal_statement(decision: dict[str, Any], *, previous: str | None) -> dict[str, Any]:

@@ -78,6 +78,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "event.withdrawn": ("撤回", "withdrawn"),
     "receipt.matches": ("受領証は署名と一致", "receipt matches the signed statement"),
     "receipt.mismatch": ("受領証が署名と一致しません", "receipt does NOT match the signed statement"),
+    "exchanges.empty": ("やりとりはまだありません", "no exchanges yet"),
+    "exchanges.more": (
+        "続きがあります: --before {before}",
+        "more entries: --before {before}",
+    ),
+    "outcome.completed": ("提供されました", "provided"),
+    "outcome.denied": ("同意がないため提供されませんでした", "not provided: no consent"),
+    "outcome.failed": ("提供元の不具合で提供されませんでした", "not provided: the provider failed"),
     "withdrawn": (
         "同意を撤回しました: {decision} (新しい決定 {new})",
         "withdrawn: {decision} (new decision {new})",

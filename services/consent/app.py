@@ -28,6 +28,7 @@ from tsunagu.consent.domain.context import ConsentContext, ConsentPolicy
 from tsunagu.consent.domain.dashboard import Dashboard
 from tsunagu.consent.domain.decisions import Decisions
 from tsunagu.consent.domain.effective_cache import EffectiveCache
+from tsunagu.consent.domain.exchange_log import ExchangeLog
 from tsunagu.consent.domain.oidc_rp import ClientCredentials, OidcRelyingParty
 from tsunagu.consent.domain.queries import ConsentQueries
 from tsunagu.consent.domain.receipts import Receipts
@@ -83,7 +84,7 @@ def _dashboard(
     requests: ConsentRequests,
     queries: ConsentQueries,
     *,
-    broker: BrokerClient | None,
+    exchange_log: ExchangeLog,
 ) -> Dashboard | None:
     if not settings.enabled:
         return None
@@ -104,7 +105,7 @@ def _dashboard(
         session_ttl_s=settings.session_ttl_s,
         login_ttl_s=settings.login_ttl_s,
         change_ttl_s=settings.change_ttl_s,
-        broker=broker,
+        exchange_log=exchange_log,
     )
 
 
@@ -136,14 +137,17 @@ async def consent_resources(runtime: ServiceRuntime) -> AsyncIterator[ConsentSer
         broker = BrokerClient(settings.broker_url, runtime.issuer) if settings.broker_url else None
         if broker is not None:
             stack.push_async_callback(broker.aclose)
-        dashboard = _dashboard(settings.dashboard, http, context, requests, queries, broker=broker)
+        exchange_log = ExchangeLog(context, queries, broker)
+        dashboard = _dashboard(
+            settings.dashboard, http, context, requests, queries, exchange_log=exchange_log
+        )
         stopping = asyncio.Event()
         tasks = [
             asyncio.create_task(_housekeeping(runtime, stopping), name="consent-housekeeping"),
             *_change_listener(runtime, context.effective, stopping),
         ]
         try:
-            yield ConsentServices(requests, Decisions(context), queries, dashboard)
+            yield ConsentServices(requests, Decisions(context), queries, exchange_log, dashboard)
         finally:
             stopping.set()
             with contextlib.suppress(Exception):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -175,22 +176,25 @@ class BrokerHarness:
 
     async def sub_of(self, party: Party, citizen: Enrolled) -> str:
         """The citizen's ``sub`` at this party — what the idp gives the party at login."""
+        return await self.sub_for(party, citizen.user_number)
+
+    async def sub_for(self, party: Party, user_number: str) -> str:
         response = await self.idp.post(
             "/internal/v1/subjects/pairwise",
-            json={"client_id": party.client_id, "user_number": citizen.user_number},
+            json={"client_id": party.client_id, "user_number": user_number},
             auth=self.auth("broker", "idp"),
         )
         assert response.status_code == 200, response.text
         return str(response.json()["sub"])
 
-    async def decide(
-        self, citizen: Enrolled, party: Party, items: dict[str, bool], *, purpose: dict[str, str] = TREATMENT
-    ) -> dict[str, Any]:
-        """The party asks (as the idp would), the citizen's wallet signs item by item."""
+    async def ask(
+        self, user_number: str, party: Party, items: list[str], *, purpose: dict[str, str] = TREATMENT
+    ) -> str:
+        """The party asks the citizen for consent (as the idp would); the request's id."""
         response = await self.consent.post(
             "/internal/v1/requests",
             json={
-                "user_number": citizen.user_number,
+                "user_number": user_number,
                 "recipient": party.client_id,
                 "items": [{"item": item, "required": False} for item in items],
                 "purpose": purpose,
@@ -199,7 +203,13 @@ class BrokerHarness:
             auth=self.auth("operator", "consent"),
         )
         assert response.status_code == 201, response.text
-        request_id = response.json()["request_id"]
+        return str(response.json()["request_id"])
+
+    async def decide(
+        self, citizen: Enrolled, party: Party, items: dict[str, bool], *, purpose: dict[str, str] = TREATMENT
+    ) -> dict[str, Any]:
+        """The party asks, the citizen's wallet signs item by item."""
+        request_id = await self.ask(citizen.user_number, party, list(items), purpose=purpose)
         pending = [
             p for p in await wallet.fetch_requests(self.consent, citizen) if p["request_id"] == request_id
         ]
@@ -222,20 +232,28 @@ class BrokerHarness:
         return list(response.json()["exchanges"])
 
 
-@pytest.fixture
-async def broker(broker_platform: RunningStack) -> AsyncIterator[BrokerHarness]:
-    urls = broker_platform.urls
+@asynccontextmanager
+async def broker_harness(stack: RunningStack) -> AsyncIterator[BrokerHarness]:
+    """Parties, providers and consent on ``stack`` (any running stack: the wallet's and consent's
+    tests make exchanges with it too); the providers' servers stop at the end."""
+    urls = stack.urls
     async with (
         httpx.AsyncClient(base_url=urls["idp"], timeout=30) as idp,
         httpx.AsyncClient(base_url=urls["broker"], timeout=30) as broker_client,
         httpx.AsyncClient(base_url=urls["consent"], timeout=30) as consent,
     ):
-        harness = BrokerHarness(broker_platform, idp, broker_client, consent)
+        harness = BrokerHarness(stack, idp, broker_client, consent)
         try:
             yield harness
         finally:
             for runner in harness.runners:
                 await runner.cleanup()
+
+
+@pytest.fixture
+async def broker(broker_platform: RunningStack) -> AsyncIterator[BrokerHarness]:
+    async with broker_harness(broker_platform) as harness:
+        yield harness
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from fastapi import Request
 
 from tsunagu.consent.domain.dashboard import Dashboard
 from tsunagu.consent.domain.decisions import Decisions
+from tsunagu.consent.domain.exchange_log import ExchangeLog
 from tsunagu.consent.domain.queries import ConsentQueries
 from tsunagu.consent.domain.requests import ConsentRequests
 from tsunagu.errors import ServiceUnavailable
@@ -29,6 +30,7 @@ class ConsentServices:
     requests: ConsentRequests
     decisions: Decisions
     queries: ConsentQueries
+    exchange_log: ExchangeLog  # read from the broker
     dashboard: Dashboard | None = None  # None until the dashboard's idp client is configured
 
 

@@ -56,3 +56,9 @@ async def history(body: SignedQuery, consent: ConsentServices = Depends(services
 @router.post("/wallet/export")
 async def export(body: SignedQuery, consent: ConsentServices = Depends(services)) -> dict[str, Any]:
     return await consent.queries.export_for_wallet(body.request)
+
+
+@router.post("/wallet/exchanges")
+async def exchanges(body: SignedQuery, consent: ConsentServices = Depends(services)) -> dict[str, Any]:
+    """One page of the signer's exchange log, read from the broker (503 when it cannot be asked)."""
+    return await consent.exchange_log.for_wallet(body.request)

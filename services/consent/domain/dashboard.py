@@ -10,18 +10,14 @@ person is reported as absent, never as forbidden.
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-import httpx
-
-from tsunagu.clients.broker import BrokerClient
-from tsunagu.clients.internal import UpstreamError
 from tsunagu.consent.domain.context import ConsentContext
-from tsunagu.consent.domain.errors import ConsentRequestNotFound
+from tsunagu.consent.domain.errors import ConsentRequestNotFound, ExchangeLogUnavailable
+from tsunagu.consent.domain.exchange_log import ExchangeLog
 from tsunagu.consent.domain.oidc_rp import LoginStart, OidcRelyingParty, new_login
 from tsunagu.consent.domain.queries import ConsentQueries
 from tsunagu.consent.domain.requests import ConsentRequests, NewRequest, RequestedItem
@@ -30,8 +26,6 @@ from tsunagu.consent.domain.statement import Purpose
 from tsunagu.consent.store import dashboard as store
 from tsunagu.consent.store import repository as requests_store
 from tsunagu.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated
-
-log = logging.getLogger(__name__)
 
 CREATED_BY = "dashboard"
 Choice = Literal["allow", "deny"]
@@ -90,10 +84,10 @@ class Dashboard:
         session_ttl_s: int,
         login_ttl_s: int,
         change_ttl_s: int,
-        broker: BrokerClient | None = None,
+        exchange_log: ExchangeLog,
     ) -> None:
         self.context = context
-        self.broker = broker  # the exchange log
+        self.exchange_log = exchange_log
         self.rp = rp
         self.requests = requests
         self.queries = queries
@@ -203,17 +197,11 @@ class Dashboard:
         """The exchange log of this session's person (who received which items, when, on which
         consent; refusals too), with the parties' names as consent knows them as recipients;
         ``available`` is False when the broker cannot be asked."""
-        if self.broker is None:
-            return {"available": False, "exchanges": [], "names": {}}
         try:
-            entries = await self.broker.exchanges(current.user_number)
-        except (UpstreamError, httpx.HTTPError):
-            log.warning("the broker's exchange log could not be read")
+            page = await self.exchange_log.page_of(current.user_number)
+        except ExchangeLogUnavailable:
             return {"available": False, "exchanges": [], "names": {}}
-        parties = {e["consumer"] for e in entries} | {p for e in entries for p in e["providers"]}
-        async with self.context.db.sessions() as session:
-            names = await requests_store.recipients(session, sorted(parties))
-        return {"available": True, "exchanges": entries, "names": names}
+        return {"available": True, "exchanges": page["exchanges"], "names": page["names"]}
 
     def request_state(self, request: dict[str, Any]) -> str:
         """pending, answered, or expired (pending past its answer-by time)."""

@@ -151,6 +151,11 @@ class CaUnavailable(ServiceUnavailable):
     title = "The CA could not be asked about the certificate; nothing was recorded, try again"
 
 
+class ExchangeLogUnavailable(ServiceUnavailable):
+    code = "exchange-log-unavailable"
+    title = "The broker, which keeps the exchange log, could not be asked; try again"
+
+
 class InvalidQuery(BadRequest):
     code = "invalid-query"
     title = "The effective-consent query is malformed"

@@ -104,7 +104,9 @@ class ConsentQueries:
             for user, recipient, purpose, item in checks
         ]
 
-    async def _verified(self, token: str, op: str) -> wallet_queries.VerifiedQuery:
+    async def verified(self, token: str, op: str) -> wallet_queries.VerifiedQuery:
+        """A wallet-signed query for ``op``: signature, freshness, the CA's holder of the
+        authentication certificate, and its ``jti`` used up (a replay is refused)."""
         context = self.context
         now = context.clock()
         max_age = context.policy.max_signature_age_s
@@ -117,7 +119,7 @@ class ConsentQueries:
 
     async def pending_for_wallet(self, token: str) -> list[dict[str, Any]]:
         """The signer's pending requests (see :meth:`pending_of`), for a wallet-signed query."""
-        verified = await self._verified(token, "requests")
+        verified = await self.verified(token, "requests")
         return await self.pending_of(verified.user_number)
 
     async def pending_of(self, user_number: str) -> list[dict[str, Any]]:
@@ -142,7 +144,7 @@ class ConsentQueries:
 
     async def grants(self, token: str) -> dict[str, Any]:
         """What each recipient may receive now (see :meth:`grants_of`), for a wallet-signed query."""
-        verified = await self._verified(token, "grants")
+        verified = await self.verified(token, "grants")
         return await self.grants_of(verified.user_number)
 
     async def grants_of(self, user_number: str) -> dict[str, Any]:
@@ -189,7 +191,7 @@ class ConsentQueries:
 
     async def history(self, token: str) -> dict[str, Any]:
         """Every decision of the signer (see :meth:`history_of`), for a wallet-signed query."""
-        verified = await self._verified(token, "history")
+        verified = await self.verified(token, "history")
         return await self.history_of(verified.user_number)
 
     async def history_of(self, user_number: str) -> dict[str, Any]:
@@ -242,7 +244,7 @@ class ConsentQueries:
         }
 
     async def export_for_wallet(self, token: str) -> dict[str, Any]:
-        verified = await self._verified(token, "export")
+        verified = await self.verified(token, "export")
         decision_id = verified.claims.get("decision_id")
         if not isinstance(decision_id, str):
             raise InvalidQuery("decision_id is required")

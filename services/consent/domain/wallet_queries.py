@@ -1,5 +1,5 @@
 """The wallet's signed calls to read its own consent state (pending requests, grants, history,
-exports): a compact JWS with the phone's *authentication* certificate in ``x5c``, payload
+exports) and its exchange log: a compact JWS with the phone's *authentication* certificate in ``x5c``, payload
 ``{"aud": "tsunagu-consent", "op", "iat", "jti", …}``. Fresh (``iat``), single use (``jti``, by
 the caller's transaction) and answered only for the person the CA says holds the certificate.
 """
@@ -16,7 +16,7 @@ from tsunagu.consent.domain import certificates, jws_rfc7515
 from tsunagu.consent.domain.errors import MalformedStatement, StaleSignature
 
 QUERY_TYP = "tsunagu-consent-query+jwt"
-OPERATIONS = ("requests", "grants", "history", "export")
+OPERATIONS = ("requests", "grants", "history", "export", "exchanges")
 SKEW_S = 30
 
 
