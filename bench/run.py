@@ -60,7 +60,8 @@ PHASES = [
     ("CA hierarchy ready", "CA ceremony (root, issuing CA, OCSP keys in the HSM)"),
     ("ID-token", "ID-token and receipt signing keys"),
     ("citizen dashboard registered", "dashboard client at the idp + consent start → ready"),
-    (READY_LINE, "J-LIS push subscription"),
+    ("sample relying parties ready", "J-LIS push subscription + sample apps registered and started"),
+    (READY_LINE, "stack described"),
     ("@readyz", "every /readyz checked by the benchmark"),
 ]
 

@@ -167,10 +167,6 @@ class _Story:
         self.browser = browser
         self.say = say
 
-    def _auth(self, caller: str, audience: str) -> httpx.Auth:
-        key = load_private_key(self.credentials_dir / f"{caller}.key.pem")
-        return ServiceTokenAuth(ServiceTokenIssuer(caller, key), audience)
-
     async def run(self, phone: Enrolled, second: Enrolled, jlis: httpx.AsyncClient, person_id: str) -> bool:
         say, browser, apps = self.say, self.browser, self.apps
         sub = await records_sub(self.urls["idp"], self.credentials_dir, self.records_file, phone.user_number)
@@ -254,21 +250,13 @@ class _Story:
         return True
 
     async def _exchange_log(self, citizen: Enrolled) -> None:
-        names = {}
-        for name, url in self.apps.items():
-            config = json.loads((self.records_file.parent / f"{name}.json").read_text())
-            names[config["client_id"]] = config["title_ja"]
-            del url
-        async with httpx.AsyncClient(base_url=self.urls["broker"], timeout=30) as broker:
-            log = await broker.get(
-                "/internal/v1/exchanges",
-                params={"user_number": citizen.user_number},
-                auth=self._auth("consent", "broker"),
-            )
-        log.raise_for_status()
-        self.say("23. やりとり履歴 / the exchange log she sees:")
-        for entry in reversed(log.json()["exchanges"][:8]):
-            who = names.get(entry["consumer"], entry["consumer"])
-            self.say(
-                f"   - {entry['at'][:19]} {entry['kind']:<4} {who} {entry['items']} → {entry['outcome']}"
-            )
+        """What the citizen's wallet shows (``tsunagu wallet exchanges``): asked of consent with a
+        query signed by the phone's authentication key."""
+        async with httpx.AsyncClient(base_url=self.urls["consent"], timeout=30) as consent:
+            page = await wallet.fetch_exchanges(consent, citizen, limit=8)
+        names = page.get("names", {})
+        self.say("23. やりとり履歴(ウォレット)/ the exchange log in her wallet:")
+        for entry in reversed(page["exchanges"]):
+            who = names.get(entry["consumer"], {}).get("name_ja", entry["consumer"])
+            at, kind, outcome = entry["at"][:19], entry["kind"], entry["outcome"]
+            self.say(f"   - {at} {kind:<4} {who} {entry['items']} → {outcome}")
