@@ -31,7 +31,7 @@ class BrokerNotConfigured(ServiceUnavailable):
     title = "the broker is not configured (service credentials missing)"
 
 
-def services(request: Request) -> BrokerServices:
+async def services(request: Request) -> BrokerServices:
     resources = get_runtime(request).resources
     if not isinstance(resources, BrokerServices):
         raise BrokerNotConfigured("set TSUNAGU_BROKER_AUTH__PRIVATE_KEY_FILE and __TRUST_FILE")
@@ -51,7 +51,7 @@ def party_token(scope: str) -> Callable[[Request], Awaitable[AccessToken]]:
 
 
 async def _verified(request: Request) -> AccessToken:
-    broker = services(request)
+    broker = await services(request)
     headers = request.headers.getlist("authorization")
     if len(headers) > 1:
         raise InvalidToken("send exactly one Authorization header")

@@ -40,7 +40,7 @@ class NeedsPostgres(NgsiLdError):
     status = 501
 
 
-def _on_postgres(request: Request) -> None:
+async def _on_postgres(request: Request) -> None:
     """The NGSI-LD store uses JSONB and row locks: on SQLite (embedded mode) refuse cleanly."""
     if get_runtime(request).db.is_sqlite:
         raise NeedsPostgres("this broker runs on SQLite; NGSI-LD needs PostgreSQL")

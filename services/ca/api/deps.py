@@ -37,7 +37,7 @@ class CaServices:
         self.crls.wake()
 
 
-def services(request: Request) -> CaServices:
+async def services(request: Request) -> CaServices:
     resources = get_runtime(request).resources
     if not isinstance(resources, CaServices):
         raise CaNotConfigured("set TSUNAGU_CA_JPKI__ROOT_CA_FILE, __SIGNING_CA_FILE and the AUTH__ files")

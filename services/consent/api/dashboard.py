@@ -35,8 +35,8 @@ class DashboardOff(NotFound):
     title = "The citizen dashboard is not configured on this service"
 
 
-def dashboard(request: Request) -> Dashboard:
-    found = getattr(services(request), "dashboard", None)
+async def dashboard(request: Request) -> Dashboard:
+    found = getattr(await services(request), "dashboard", None)
     if not isinstance(found, Dashboard):
         raise DashboardOff()
     return found

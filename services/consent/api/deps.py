@@ -34,7 +34,7 @@ class ConsentServices:
     dashboard: Dashboard | None = None  # None until the dashboard's idp client is configured
 
 
-def services(request: Request) -> ConsentServices:
+async def services(request: Request) -> ConsentServices:
     resources = get_runtime(request).resources
     if not isinstance(resources, ConsentServices):
         raise ConsentNotConfigured("set TSUNAGU_CONSENT_AUTH__PRIVATE_KEY_FILE and __TRUST_FILE")

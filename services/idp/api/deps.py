@@ -19,7 +19,7 @@ class IdpNotConfigured(ServiceUnavailable):
     title = "The idp is not configured (service credentials or pairwise secret missing)"
 
 
-def services(request: Request) -> IdpServices:
+async def services(request: Request) -> IdpServices:
     resources = get_runtime(request).resources
     if not isinstance(resources, IdpServices):
         raise IdpNotConfigured("set TSUNAGU_IDP_AUTH__ files (and PAIRWISE_SECRET in production)")
