@@ -26,6 +26,7 @@ Calls to the platform's own services (configured by the operator) do not go thro
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from collections.abc import Sequence
@@ -100,12 +101,9 @@ class EgressPolicy:
         return url
 
     def check_now(self, url: str) -> None:
-        """At call time, for clients that skip resolution for IP literals (aiohttp)."""
-        host = (urlsplit(url).hostname or "").lower()
-        literal = _ip_literal(host)
-        if (literal is not None and not self.address_allowed(literal)) or (
-            host in LOOPBACK_NAMES and not self.allow_loopback
-        ):
+        """At call time, for clients that skip resolution for IP literals (aiohttp). Remembered
+        per URL (a provider endpoint is called on every exchange; the policy never changes)."""
+        if not _allowed_now(self, url):
             raise EgressRefused("the address is not allowed")
 
     def httpx_transport(self, **options: Any) -> httpx.AsyncBaseTransport:
@@ -129,6 +127,15 @@ def egress_policy(settings: ServiceSettings) -> EgressPolicy:
     allow = settings.egress.allow_loopback
     loopback = settings.environment != "production" if allow is None else allow
     return policy_from(loopback, settings.egress.allowed_networks)
+
+
+@functools.lru_cache(maxsize=4096)
+def _allowed_now(policy: EgressPolicy, url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    literal = _ip_literal(host)
+    if literal is not None:
+        return policy.address_allowed(literal)
+    return host not in LOOPBACK_NAMES or policy.allow_loopback
 
 
 def _ip_literal(host: str) -> IpAddress | None:
