@@ -27,6 +27,12 @@ async def _propagate_request_id(request: httpx.Request) -> None:
         request.headers["x-request-id"] = request_id
 
 
+# An idle pooled connection is dropped well before the serving side would close it
+# (libs/service/app.py SERVER_KEEP_ALIVE_S): reusing a connection the server is closing at that
+# moment fails the request ("server disconnected without sending a response").
+CLIENT_KEEP_ALIVE_S = 4.0
+
+
 class InternalClient:
     """An async client for ``service`` at ``base_url``, calling as ``issuer``'s service."""
 
@@ -38,6 +44,7 @@ class InternalClient:
             base_url=base_url,
             auth=ServiceTokenAuth(issuer, service),
             timeout=timeout_s,
+            limits=httpx.Limits(keepalive_expiry=CLIENT_KEEP_ALIVE_S),
             event_hooks={"request": [_propagate_request_id]},
         )
 

@@ -213,6 +213,9 @@ def _ops_router(
     return router
 
 
+SERVER_KEEP_ALIVE_S = 20
+
+
 def run_service(
     build_spec: Callable[[Any], ServiceSpec], settings: ServiceSettings, argv: Sequence[str] | None = None
 ) -> None:
@@ -234,6 +237,9 @@ def run_service(
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=10,
+        # Longer than the internal clients keep an idle connection (libs/clients/internal.py), so
+        # a service never closes a connection another may be reusing at that very moment.
+        timeout_keep_alive=SERVER_KEEP_ALIVE_S,
         proxy_headers=False,
         server_header=False,
     )

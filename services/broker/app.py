@@ -36,6 +36,7 @@ from tsunagu.broker.store import repository as store
 from tsunagu.broker.store.models import event_tables, metadata
 from tsunagu.clients.consent import ConsentApi
 from tsunagu.clients.idp import IdpClient
+from tsunagu.clients.internal import CLIENT_KEEP_ALIVE_S
 from tsunagu.clients.jlis_sync import JlisSyncClient
 from tsunagu.clients.jwt_signing import JwtSigner, TokenSigner
 from tsunagu.clients.signer import BatchingSigner, SignerClient
@@ -115,7 +116,10 @@ async def broker_resources(
             transport=egress.httpx_transport(limits=httpx.Limits(max_connections=20)),
         )
         stack.push_async_callback(outside.aclose)
-        platform_http = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=10))
+        platform_http = httpx.AsyncClient(
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=10, keepalive_expiry=CLIENT_KEEP_ALIVE_S),
+        )
         stack.push_async_callback(platform_http.aclose)
         parties_http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=200, limit_per_host=64, resolver=egress.aiohttp_resolver()),

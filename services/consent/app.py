@@ -14,6 +14,7 @@ from joserfc.jwk import ECKey
 
 from tsunagu.clients.broker import BrokerClient
 from tsunagu.clients.ca import CaClient
+from tsunagu.clients.internal import CLIENT_KEEP_ALIVE_S
 from tsunagu.clients.signer import BatchingSigner, SignerClient
 from tsunagu.consent.api import routers
 from tsunagu.consent.api.dashboard import LoginFirst, to_login
@@ -133,7 +134,9 @@ async def consent_resources(runtime: ServiceRuntime) -> AsyncIterator[ConsentSer
         stack.push_async_callback(ca.aclose)
         stack.push_async_callback(signer.aclose)
         stack.push_async_callback(batching.aclose)
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(timeout=10, limits=httpx.Limits(keepalive_expiry=CLIENT_KEEP_ALIVE_S))
+        )
         broker = BrokerClient(settings.broker_url, runtime.issuer) if settings.broker_url else None
         if broker is not None:
             stack.push_async_callback(broker.aclose)
