@@ -32,12 +32,20 @@ async def serve(configs: list[RpConfig]) -> None:
                 host="127.0.0.1",
                 port=config.port,
                 log_level="warning",
+                log_config=None,  # logging is configured once, in main()
                 access_log=False,
             )
         )
         for config in configs
     ]
-    await asyncio.gather(*(server.serve() for server in servers))
+    running = {asyncio.create_task(server.serve()): server for server in servers}
+    done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+    if any(not running[task].started for task in done):  # an app could not start: stop them all
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(*running, return_exceptions=True)
+        raise SystemExit(1)
+    await asyncio.gather(*running)
 
 
 def main() -> None:
@@ -45,6 +53,7 @@ def main() -> None:
     parser.add_argument("configs", nargs="+", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call: noise
     asyncio.run(serve([RpConfig.load(path) for path in args.configs]))
 
 

@@ -8,6 +8,7 @@ reach the browser.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -191,16 +192,33 @@ class RelyingParty:
     @asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
         access = self.example.data_access
+        subscribing: asyncio.Task[None] | None = None
         if access is not None:
             scope = "broker:exchange broker:subscribe" if access.subscribe else "broker:exchange"
             self.state.broker = Broker(self.config, scope)
             if access.subscribe:
-                await self.state.broker.ensure_subscription(access.items, access.purpose["code"])
+                subscribing = asyncio.create_task(self._subscribe(self.state.broker, access))
         try:
             yield
         finally:
+            if subscribing is not None:
+                subscribing.cancel()
             if self.state.broker is not None:
                 await self.state.broker.aclose()
+
+    async def _subscribe(self, broker: Broker, access: DataAccess) -> None:
+        """Subscribe the webhook, retrying while the idp or the broker cannot be reached: the
+        app serves meanwhile (a push needs the subscription; a page does not)."""
+        delay = 0.5
+        while True:
+            try:
+                await broker.ensure_subscription(access.items, access.purpose["code"])
+                log.info("%s: subscribed to %s", self.config.app, ", ".join(access.items))
+                return
+            except (httpx.HTTPError, OAuthError) as error:
+                log.warning("%s: cannot subscribe yet (%s); retrying", self.config.app, type(error).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
 
 def create_app(example: Example, config: RpConfig) -> Starlette:

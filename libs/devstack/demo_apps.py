@@ -27,7 +27,7 @@ from urllib.parse import urljoin
 import httpx
 
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
-from tsunagu.wallet import Enrolled, SandboxCard, enroll, fetch_login
+from tsunagu.wallet import Enrolled, SandboxCard, WalletError, enroll, fetch_login
 from tsunagu.wallet import consent as wallet
 from tsunagu.wallet.login import approve_login_with_consent
 
@@ -147,6 +147,10 @@ async def run_apps_chapter(
         try:
             story = _Story(urls, apps, records_file, credentials_dir, browser=browser, say=say)
             return await story.run(phone, second, jlis, issued["person_id"])
+        except (httpx.HTTPError, WalletError, KeyError) as failure:
+            # An app or a service answered what the story did not expect: say which, end cleanly.
+            say(f"   ✗ {type(failure).__name__}: {str(failure)[:300]} (see the logs folder)")
+            return False
         finally:
             await browser.aclose()
 

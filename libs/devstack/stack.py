@@ -337,10 +337,33 @@ def _start_sample_apps(stack: RunningStack) -> None:
         stack.processes[name] = subprocess.Popen(
             command, env=env, cwd=REPO_ROOT, stdout=log, stderr=log, start_new_session=True
         )
-    for port in [apps.records_port, *(int(url.rsplit(":", 1)[1]) for url in apps.urls.values())]:
-        wait_for_port(port, timeout_s=60)
+    deadline = time.monotonic() + 60
+    _wait_for_listener(stack, "records", apps.records_port, deadline)
+    for url in apps.urls.values():
+        _wait_for_listener(stack, "examples", int(url.rsplit(":", 1)[1]), deadline)
     stack.apps = apps.urls
     stack.records_file = str(apps.records_file)
+
+
+def _wait_for_listener(
+    stack: RunningStack, name: str, port: int, deadline: float, *, ready_url: str | None = None
+) -> None:
+    """Until ``port`` accepts connections (and ``ready_url`` answers 200); a process that exits
+    meanwhile is named at once, with its log."""
+    process = stack.processes[name]
+    while True:
+        if process.poll() is not None:
+            log_file = stack.config.state_dir / "logs" / f"{name}.log"
+            raise RuntimeError(f"{name} exited with {process.returncode}; see {log_file}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: not ready on port {port} in time")
+        try:
+            wait_for_port(port, timeout_s=0.5)
+            if ready_url is None or httpx.get(ready_url, timeout=2).status_code == 200:
+                return
+        except (TimeoutError, httpx.HTTPError):
+            pass
+        time.sleep(0.05 if ready_url is None else 0.2)
 
 
 def _ensure_ports_free(config: StackConfig) -> None:
@@ -390,18 +413,4 @@ def _start_jlis_sandbox(stack: RunningStack) -> None:
 def _wait_until_ready(stack: RunningStack, timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
     for service, url in stack.urls.items():
-        port = int(url.rsplit(":", 1)[1])
-        process = stack.processes[service]
-        while True:
-            if process.poll() is not None:
-                log = stack.config.state_dir / "logs" / f"{service}.log"
-                raise RuntimeError(f"{service} exited with {process.returncode}; see {log}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{service} not ready after {timeout_s} s")
-            try:
-                wait_for_port(port, timeout_s=0.5)
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except (TimeoutError, httpx.HTTPError):
-                pass
-            time.sleep(0.2)
+        _wait_for_listener(stack, service, int(url.rsplit(":", 1)[1]), deadline, ready_url=f"{url}/readyz")

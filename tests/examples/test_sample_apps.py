@@ -146,3 +146,24 @@ async def test_the_webhook_refuses_what_the_broker_did_not_sign(apps: Apps):
             await client.post(hook, content=b"x" * 80_000, headers={"content-type": "application/jwt"}),
         ]
     assert [answer.status_code for answer in answers] == [400, 400, 400]
+
+
+async def test_the_story_ends_cleanly_saying_what_failed_when_an_app_is_down(apps: Apps):
+    from pathlib import Path
+
+    from tsunagu.devstack.demo_apps import run_apps_chapter
+    from tsunagu.devstack.ports import free_port
+
+    said: list[str] = []
+    down = {**apps.urls, "hospital-a": f"http://127.0.0.1:{free_port()}"}  # nothing listens there
+    ok = await run_apps_chapter(
+        apps.stack.urls,
+        down,
+        Path(apps.stack.records_file),
+        apps.stack.config.state_dir / "credentials",
+        jlis_url=apps.stack.jlis_url,
+        say=said.append,
+    )
+    assert ok is False
+    assert any(line.startswith("19. ") for line in said)  # the chapters before it ran
+    assert said[-1].startswith("   ✗ ConnectError")
