@@ -47,9 +47,8 @@ from bench.common import (
     group_cpu_seconds,
     metric,
     open_loop,
-    write_result,
 )
-from bench.report import write_report
+from bench.report import publish
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.devstack.ports import free_port_block, wait_for_port
 from tsunagu.devstack.stack import RunningStack
@@ -370,10 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         notes.append(f"{NOTE}quick run: small scale and low rates, not the measurement")
     notes.append(f"{NOTE}load average at the end " + " ".join(f"{value:.2f}" for value in os.getloadavg()))
-    written = write_result("broker", metrics, notes=notes, output_dir=args.output_dir, keep_other=NOTE)
-    default_dir = args.output_dir.resolve() == RESULTS_DIR.resolve()
-    report = write_report(args.output_dir, None if default_dir else args.output_dir / "BENCHMARKS.md")
-    print(f"wrote {written} and {report}")
+    publish("broker", metrics, notes, args.output_dir, keep_other=NOTE)
 
 
 if __name__ == "__main__":

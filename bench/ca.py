@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS_DIR, bench_stack, write_result
-from bench.report import write_report
+from bench.common import RESULTS_DIR, bench_stack
+from bench.report import publish
 from tsunagu.devstack.stack import RunningStack
 
 
@@ -89,10 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         notes = [n for n in previous.get("notes", []) if n.split(":")[0] not in only] + notes
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     notes.append(f"load average at the end {load}")
-    written = write_result("ca", metrics, notes=notes, output_dir=args.output_dir)
-    default_dir = args.output_dir.resolve() == RESULTS_DIR.resolve()
-    report = write_report(args.output_dir, None if default_dir else args.output_dir / "BENCHMARKS.md")
-    print(f"wrote {written} and {report}")
+    publish("ca", metrics, notes, args.output_dir)
 
 
 if __name__ == "__main__":

@@ -42,9 +42,8 @@ from bench.common import (
     group_cpu_seconds,
     metric,
     open_loop,
-    write_result,
 )
-from bench.report import write_report
+from bench.report import publish
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.devstack.stack import RunningStack
 from tsunagu.wallet import Enrolled
@@ -244,10 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         notes.append("quick run: small scale and low rates, not the measurement")
     notes.append("load average at the end " + " ".join(f"{value:.2f}" for value in os.getloadavg()))
-    written = write_result("consent", metrics, notes=notes, output_dir=args.output_dir)
-    default_dir = args.output_dir.resolve() == RESULTS_DIR.resolve()
-    report = write_report(args.output_dir, None if default_dir else args.output_dir / "BENCHMARKS.md")
-    print(f"wrote {written} and {report}")
+    publish("consent", metrics, notes, args.output_dir)
 
 
 if __name__ == "__main__":

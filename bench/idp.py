@@ -62,8 +62,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from bench.common import BENCH_DIR, RESULTS_DIR, bench_stack, group_cpu_seconds, metric, write_result
-from bench.report import write_report
+from bench.common import BENCH_DIR, RESULTS_DIR, bench_stack, group_cpu_seconds, metric
+from bench.report import publish
 from bench.signer import b64url, machine_cpu, percentile, unb64url
 
 PEER_DIR = BENCH_DIR / "peers" / "oidc-provider"
@@ -948,10 +948,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"bench.idp: {exc}") from None
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     run.notes.append(f"load average at the end {load}")
-    written = write_result("idp", metrics, notes=run.notes, output_dir=args.output_dir)
-    default_dir = args.output_dir.resolve() == RESULTS_DIR.resolve()
-    report = write_report(args.output_dir, None if default_dir else args.output_dir / "BENCHMARKS.md")
-    print(f"wrote {written} and {report}")
+    publish("idp", metrics, run.notes, args.output_dir)
 
 
 if __name__ == "__main__":

@@ -50,8 +50,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS_DIR, metric, write_result
-from bench.report import write_report
+from bench.common import RESULTS_DIR, metric
+from bench.report import publish
 
 log = logging.getLogger("bench.jlis_crl")
 
@@ -680,10 +680,7 @@ def main(argv: list[str] | None = None) -> None:
     config.notes.append(
         f"the whole run took {time.monotonic() - started:.0f} s (load average at the end {load})."
     )
-    path = write_result("jlis_crl", metrics, notes=config.notes, output_dir=config.output_dir)
-    default_dir = config.output_dir.resolve() == RESULTS_DIR.resolve()
-    report = write_report(config.output_dir, None if default_dir else config.output_dir / "BENCHMARKS.md")
-    print(f"wrote {path} and {report}")
+    publish("jlis_crl", metrics, config.notes, config.output_dir)
 
 
 if __name__ == "__main__":

@@ -51,8 +51,8 @@ from aiokafka import TopicPartition
 from sqlalchemy import MetaData, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bench.common import RESULTS_DIR, metric, write_result
-from bench.report import write_report
+from bench.common import RESULTS_DIR, metric
+from bench.report import publish
 from tsunagu.db import Database
 from tsunagu.devstack.tansu import TansuBroker
 from tsunagu.events import (
@@ -783,10 +783,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     metrics = asyncio.run(run(config))
     config.notes.append(f"the whole run took {time.monotonic() - started:.0f} s.")
-    path = write_result("outbox", metrics, notes=config.notes, output_dir=config.output_dir)
-    default_dir = config.output_dir.resolve() == RESULTS_DIR.resolve()
-    report = write_report(config.output_dir, None if default_dir else config.output_dir / "BENCHMARKS.md")
-    print(f"wrote {path} and {report}")
+    publish("outbox", metrics, config.notes, config.output_dir)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO_ROOT, RESULTS_DIR
+from bench.common import REPO_ROOT, RESULTS_DIR, write_result
 
 INTRO = """\
 # Benchmarks
@@ -108,6 +108,22 @@ def write_report(results_dir: Path = RESULTS_DIR, output: Path | None = None) ->
     target = output or REPO_ROOT / "BENCHMARKS.md"
     target.write_text(render(results_dir), encoding="utf-8")
     return target
+
+
+def publish(
+    benchmark: str,
+    metrics: dict[str, dict[str, Any]],
+    notes: list[str],
+    output_dir: Path,
+    *,
+    keep_other: str | None = None,
+) -> None:
+    """What every benchmark does last: its results file, then the report — ``BENCHMARKS.md`` at
+    the repository root for ``bench/results``, else one beside the results — and a line saying so."""
+    written = write_result(benchmark, metrics, notes=notes, output_dir=output_dir, keep_other=keep_other)
+    default_dir = output_dir.resolve() == RESULTS_DIR.resolve()
+    report = write_report(output_dir, None if default_dir else output_dir / "BENCHMARKS.md")
+    print(f"wrote {written} and {report}")
 
 
 def main(argv: list[str] | None = None) -> None:

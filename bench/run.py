@@ -41,8 +41,8 @@ from typing import Any
 
 import httpx
 
-from bench.common import REPO_ROOT, RESULTS_DIR, metric, write_result
-from bench.report import write_report
+from bench.common import REPO_ROOT, RESULTS_DIR, metric
+from bench.report import publish
 from tsunagu.devstack.ports import free_port_block, free_port_outside
 from tsunagu.devstack.stack import SERVICES, STARTED_LAST
 
@@ -268,10 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         notes.append("quick run: one cold start, not the measurement")
     notes.append("load average at the end " + " ".join(f"{value:.2f}" for value in os.getloadavg()))
-    written = write_result("run", metrics, notes=notes, output_dir=args.output_dir)
-    default_dir = args.output_dir.resolve() == RESULTS_DIR.resolve()
-    report = write_report(args.output_dir, None if default_dir else args.output_dir / "BENCHMARKS.md")
-    print(f"wrote {written} and {report}")
+    publish("run", metrics, notes, args.output_dir)
 
 
 if __name__ == "__main__":

@@ -56,8 +56,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from bench.common import REPO_ROOT, RESULTS_DIR, metric, write_result
-from bench.report import write_report
+from bench.common import REPO_ROOT, RESULTS_DIR, metric
+from bench.report import publish
 from tsunagu.auth import ServiceTokenIssuer, load_private_key, provision_service_credentials
 from tsunagu.devstack.ports import free_port
 from tsunagu.devstack.softhsm import SoftHsmToken, init_token
@@ -1085,10 +1085,7 @@ def main(argv: list[str] | None = None) -> None:
         f"the whole run took {time.monotonic() - started:.0f} s; load average at the end {_loadavg()}"
         " (other work on the machine shows as `machine` busy beyond the server and client shares)."
     )
-    path = write_result("signer", metrics, notes=config.notes, output_dir=config.output_dir)
-    default_dir = config.output_dir.resolve() == RESULTS_DIR.resolve()
-    report = write_report(config.output_dir, None if default_dir else config.output_dir / "BENCHMARKS.md")
-    print(f"wrote {path} and {report}")
+    publish("signer", metrics, config.notes, config.output_dir)
 
 
 if __name__ == "__main__":
