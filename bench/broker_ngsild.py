@@ -32,7 +32,8 @@ from typing import Any
 import aiohttp
 import httpx
 
-from bench.common import RESULTS_DIR, bench_stack, group_cpu_seconds, metric, write_result
+from bench.common import RESULTS_DIR, bench_stack, group_cpu_seconds, metric
+from bench.report import publish
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.devstack.stack import RunningStack
 
@@ -232,8 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         notes.append("ngsild: quick run: small scale, not the measurement")
     notes.append("ngsild: load average at the end " + " ".join(f"{value:.2f}" for value in os.getloadavg()))
-    written = write_result("broker", metrics, notes=notes, output_dir=args.output_dir, keep_other=NOTE)
-    print(f"wrote {written}: " + ", ".join(f"{k} {v['value']}" for k, v in metrics.items()))
+    print(", ".join(f"{k} {v['value']}" for k, v in metrics.items()))
+    publish("broker", metrics, notes, args.output_dir, keep_other=NOTE)
 
 
 if __name__ == "__main__":
