@@ -213,8 +213,8 @@ class _Story:
         return bool(a["me"]["status"] == 200 and b["me"]["status"] == 403)
 
     async def _move(self, citizen: Enrolled, jlis: httpx.AsyncClient, person_id: str) -> bool:
-        bank = await self.browser.login(self.apps["bank"], citizen, {"resident.address": True})
-        market = await self.browser.login(self.apps["ebetsu-market"], citizen, {"resident.address": False})
+        await self.browser.login(self.apps["bank"], citizen, {"resident.address": True})
+        await self.browser.login(self.apps["ebetsu-market"], citizen, {"resident.address": False})
         self.say(
             "21. 銀行には住所を許可、マルシェには拒否 / the address allowed for the bank, refused for "
             "the market; then she moves (J-LIS sandbox)"
@@ -232,7 +232,6 @@ class _Story:
             f"   J-LIS → jlis-sync → broker → the bank's webhook (signed) after {elapsed:.1f} s: {got}; "
             f"the market: {len(market_notices)} notices"
         )
-        del bank, market
         return bool(notices) and got == {"address": NEW_ADDRESS} and not market_notices
 
     async def _withdraw(self, citizen: Enrolled) -> bool:

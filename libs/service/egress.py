@@ -80,13 +80,12 @@ class EgressPolicy:
             raise EgressRefused(f"a URL of at most {MAX_URL_CHARS} characters")
         try:
             parts = urlsplit(url)
-            port = parts.port
+            _ = parts.port  # a malformed or out-of-range port raises here
         except ValueError as error:
             raise EgressRefused("not a URL") from error
         host = (parts.hostname or "").lower()
         if not host or parts.username is not None or parts.password is not None or parts.fragment:
             raise EgressRefused("an absolute URL with a host, without credentials or fragment")
-        del port  # parsed only to refuse a malformed one
         literal = _ip_literal(host)
         loopback = host in LOOPBACK_NAMES or (literal is not None and _is_loopback(literal))
         if parts.scheme == "http":

@@ -163,6 +163,7 @@ async def broker_resources(
             catalog=catalog,
             consent=consent_view,
             outside=outside,
+            egress=egress,
             signer=exchange_keys,
             jlis=jlis,
         )
@@ -222,6 +223,7 @@ def _push_and_usage(
     catalog: Catalog,
     consent: ConsentView,
     outside: httpx.AsyncClient,
+    egress: EgressPolicy,
     signer: JwtSigner,
     jlis: JlisSyncClient,
 ) -> tuple[Push, Deliveries, Usage]:
@@ -254,7 +256,7 @@ def _push_and_usage(
         consent=consent,
         max_value_bytes=settings.push_max_value_bytes,
         max_subscriptions=settings.push_max_subscriptions,
-        egress=egress_policy(settings),
+        egress=egress,
         wake=deliveries.wake,
     )
     return push, deliveries, Usage(runtime.db, parties, flush_s=settings.usage_flush_s)
