@@ -173,6 +173,7 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_interval_s: float = 0.2,
+        linger_s: float = 0.0,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -182,6 +183,7 @@ class OutboxRelay:
         self.producer = producer
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
+        self.linger_s = linger_s
         self.metrics = metrics
         self.clock = clock
         self._stopping = asyncio.Event()
@@ -258,8 +260,15 @@ class OutboxRelay:
         return bool(result.scalar())
 
     async def _wait_for_work(self) -> None:
-        with contextlib.suppress(TimeoutError):
+        """Until a local commit (then ``linger_s`` more, for its neighbours to join the batch) or
+        ``poll_interval_s`` (another process's commits)."""
+        try:
             await asyncio.wait_for(self.outbox.committed.wait(), self.poll_interval_s)
+        except TimeoutError:
+            pass
+        else:
+            if self.linger_s > 0:
+                await self._sleep(self.linger_s)
         self.outbox.committed.clear()
 
     async def _sleep(self, seconds: float) -> None:

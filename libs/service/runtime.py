@@ -112,6 +112,7 @@ async def start_events(runtime: ServiceRuntime, consumer_specs: list[Any]) -> No
             producer,
             batch_size=settings.events.relay_batch_size,
             poll_interval_s=settings.events.relay_poll_interval_s,
+            linger_s=settings.events.relay_linger_s,
             metrics=runtime.metrics,
         )
         runtime.tasks.append(asyncio.create_task(runtime.relay.run(), name=f"{name}-relay"))

@@ -49,6 +49,10 @@ class EventSettings(BaseModel):
     relay_enabled: bool = True
     relay_batch_size: int = 500
     relay_poll_interval_s: float = 0.2
+    # After a commit wakes the relay, it waits this long so events committed meanwhile join the
+    # same batch: under load, far fewer relay transactions and produce calls per event, for at
+    # most this much more latency per event.
+    relay_linger_s: float = Field(default=0.005, ge=0, le=1)
     consumers_enabled: bool = True
     consumer_max_attempts: int = 5
     consumer_backoff_initial_s: float = 0.2

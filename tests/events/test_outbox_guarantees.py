@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -55,6 +56,16 @@ async def topic_records(kafka: KafkaSettings, topic: str = support.TOPIC) -> lis
 
 async def unpublished(db: Database) -> int:
     return await support.count(db, support.tables.outbox, support.tables.outbox.c.published_at.is_(None))
+
+
+async def _drained(db: Database) -> bool:
+    return await unpublished(db) == 0
+
+
+async def _stop_relay(relay: OutboxRelay, running: asyncio.Task[None], producer: Any) -> None:
+    relay.stop()
+    await asyncio.wait_for(running, 30)
+    await producer.stop()
 
 
 async def test_a_rolled_back_state_change_publishes_no_event(
@@ -279,14 +290,9 @@ async def test_g_broker_killed_while_events_wait_nothing_is_lost_and_the_relay_r
         restarted.start()
         await ensure_topics(kafka, {support.TOPIC: 3})
 
-        async def drained() -> bool:
-            return await unpublished(db) == 0
-
-        await support.wait_until(drained, timeout_s=60)
+        await support.wait_until(lambda: _drained(db), timeout_s=60)
     finally:
-        relay.stop()
-        await asyncio.wait_for(running, 30)
-        await producer.stop()
+        await _stop_relay(relay, running, producer)
     try:
         seqs = [event.data["seq"] for event in await topic_records(kafka)]
     finally:
@@ -324,3 +330,37 @@ async def test_published_rows_are_purged_after_retention_and_pending_ones_never(
     assert await relay.purge_published(timedelta(days=7)) == 3
     assert await support.count(db, table) == 4
     assert await unpublished(db) == 1
+
+
+async def test_commits_made_while_the_relay_lingers_are_published_in_one_batch(
+    db: Database, outbox: Outbox, kafka: KafkaSettings
+):
+    """A commit wakes the relay, which lingers so that the commits right behind it share the
+    batch: one relay transaction for all of them (its UPDATE stamps one published_at)."""
+    await publish_all(db, outbox, kafka)  # nothing pending from other tests
+    producer = make_producer(kafka, "test-relay-linger")
+    await producer.start()
+    relay = OutboxRelay(db, outbox, producer, poll_interval_s=5.0, linger_s=1.0)
+    running = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.2)  # the relay found nothing and waits for a commit
+        for seq in range(3):
+            await support.bump(db, outbox, "linger", seq)
+
+        await support.wait_until(lambda: _drained(db), timeout_s=30)
+    finally:
+        await _stop_relay(relay, running, producer)
+    table = support.tables.outbox
+    async with db.sessions() as session:
+        stamps = (
+            (
+                await session.execute(
+                    select(table.c.published_at)
+                    .where(table.c.partition_key == "linger")
+                    .order_by(table.c.seq)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(stamps) == 3 and len(set(stamps)) == 1

@@ -1,12 +1,16 @@
-"""Database helpers: after-commit callbacks run on commit only."""
+"""Database helpers: after-commit callbacks run on commit only; the pool hands out live
+connections without a round trip per checkout."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 
+from tests.fixtures.infra import PG_ADMIN_DSN
 from tsunagu.db import Database, call_after_commit
 
 
@@ -27,5 +31,60 @@ async def test_after_commit_callbacks_run_on_commit_and_never_on_rollback(tmp_pa
         async with db.transaction() as session:
             await session.execute(text("SELECT 1"))
         assert "rolled back" not in calls and len(calls) == 2
+    finally:
+        await db.dispose()
+
+
+async def _backends(admin: asyncpg.Connection, database: str) -> list[int]:
+    rows = await admin.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", database
+    )
+    return [row["pid"] for row in rows]
+
+
+async def test_a_connection_the_server_closed_is_never_handed_to_a_request(postgres_url: str):
+    """Every pooled connection's backend is terminated (as a PostgreSQL restart would): the next
+    transactions get fresh connections and succeed, none of them sees the dead ones."""
+    db = Database(postgres_url, pool_size=3)
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        # three connections in the pool at once
+        sessions = [db.sessions() for _ in range(3)]
+        for session in sessions:
+            await session.execute(text("SELECT 1"))
+        for session in sessions:
+            await session.close()
+        before = await _backends(admin, database)
+        assert len(before) >= 3
+        await admin.fetch("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", before)
+        await asyncio.sleep(0.2)  # the EOFs reach the event loop
+        for _ in range(6):
+            async with db.transaction() as session:
+                assert (await session.execute(text("SELECT 41 + 1"))).scalar_one() == 42
+        after = await _backends(admin, database)
+        assert after and not set(after) & set(before)
+    finally:
+        await admin.close()
+        await db.dispose()
+
+
+async def test_a_checkout_costs_no_round_trip(postgres_url: str):
+    """A transaction is BEGIN, its statements and COMMIT: no liveness query per checkout (the
+    asyncpg form of pool_pre_ping was BEGIN; ;ROLLBACK — three round trips per request)."""
+    db = Database(postgres_url, pool_size=1)
+    statements: list[str] = []
+    try:
+        async with db.transaction() as session:
+            await session.execute(text("SELECT 1"))  # the pool's one connection now exists
+        connection = await db.engine.connect()
+        raw = (await connection.get_raw_connection()).driver_connection
+        await connection.close()
+        raw.add_query_logger(lambda record: statements.append(record.query))
+        async with db.transaction() as session:
+            await session.execute(text("SELECT 2"))
+        # the driver logs its own transaction statements (prepared ones are not logged): with a
+        # liveness ping there would be a BEGIN; … ROLLBACK; pair before these
+        assert statements == ["BEGIN;", "COMMIT;"]
     finally:
         await db.dispose()
