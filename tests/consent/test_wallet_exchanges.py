@@ -61,6 +61,10 @@ async def test_the_wallet_sees_its_own_exchanges_and_only_its_own(
         assert [e["exchange_id"] for e in first["exchanges"]] == [refusal["exchange_id"]]
         rest = await wallet.fetch_exchanges(consent.client, citizen, before=first["next_before"])
         assert rest["exchanges"][0]["exchange_id"] == exchange["exchange_id"]
+        # A cursor the broker cannot read is the query's fault (400), not an outage (503).
+        for cursor in ("yesterday", first["next_before"] + "!"):
+            query = wallet.signed_query(citizen.authentication, "exchanges", before=cursor)
+            await _refused(consent, query, 400, "invalid-query")
 
         # Another person's signed query sees that person's log only, whatever the body says.
         mine = wallet.signed_query(other_citizen.authentication, "exchanges", user_number=citizen.user_number)
@@ -83,7 +87,7 @@ async def test_unsigned_forged_and_wrong_certificates_are_refused(consent: Conse
     await _refused(consent, wallet.signed_query(auth, "history"), 400, "malformed-statement")  # op
     response = await consent.client.post("/v1/wallet/exchanges", json={"request": "not.a.jws"})
     assert response.status_code == 400
-    for page in ({"limit": 0}, {"limit": 201}, {"limit": True}, {"before": "yesterday"}):
+    for page in ({"limit": 0}, {"limit": 201}, {"limit": True}, {"before": 5}, {"before": "x" * 129}):
         await _refused(consent, wallet.signed_query(auth, "exchanges", **page), 400, "invalid-query")
     query = wallet.signed_query(auth, "exchanges")
     assert (await _log(consent, query)).status_code == 503  # no broker here; the query is used up

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -12,11 +11,13 @@ from tsunagu.auth import ServicePrincipal, require_permission
 from tsunagu.broker.api.deps import LOG_READ, SCOPE_EXCHANGE, SCOPE_LOG, party_token, services
 from tsunagu.broker.domain.access_tokens_rfc9068 import AccessToken
 from tsunagu.broker.domain.context import BrokerServices
-from tsunagu.broker.domain.errors import InsufficientScope, InvalidExchange, UnknownParty
+from tsunagu.broker.domain.errors import InsufficientScope, UnknownParty
+from tsunagu.broker.domain.exchange_log import MAX_CURSOR
 from tsunagu.broker.domain.exchanges import MAX_ITEMS, PullRequest
 
 router = APIRouter(tags=["exchange"])
 USER_NUMBER = r"^[A-Za-z0-9]{1,16}$"
+CURSOR = "the previous page's next_before (or a time with its offset: everything older)"
 
 
 class PullBody(BaseModel):
@@ -39,15 +40,9 @@ async def pull(
     )
 
 
-def _before(before: datetime | None) -> datetime | None:
-    if before is not None and before.tzinfo is None:
-        raise InvalidExchange("before needs a time zone offset")
-    return before
-
-
 @router.get("/v1/exchanges")
 async def my_exchanges(
-    before: datetime | None = None,
+    before: str | None = Query(default=None, max_length=MAX_CURSOR, description=CURSOR),
     limit: int = Query(default=50, ge=1, le=200),
     caller: AccessToken = Depends(party_token(SCOPE_LOG)),
     broker: BrokerServices = Depends(services),
@@ -59,16 +54,16 @@ async def my_exchanges(
         raise UnknownParty("only the platform's own apps read a citizen's exchange log")
     party = await broker.parties.party(caller.client_id)
     user_number = await broker.parties.user_number(party, caller.sub)
-    return await broker.exchange_log.of(user_number, before=_before(before), limit=limit)
+    return await broker.exchange_log.of(user_number, before=before, limit=limit)
 
 
 @router.get("/internal/v1/exchanges")
 async def exchanges_of(
     user_number: str = Query(pattern=USER_NUMBER),
-    before: datetime | None = None,
+    before: str | None = Query(default=None, max_length=MAX_CURSOR, description=CURSOR),
     limit: int = Query(default=50, ge=1, le=200),
     _caller: ServicePrincipal = Depends(require_permission(LOG_READ)),
     broker: BrokerServices = Depends(services),
 ) -> dict[str, Any]:
     """A citizen's exchange log for the consent dashboard (it knows the person from its login)."""
-    return await broker.exchange_log.of(user_number, before=_before(before), limit=limit)
+    return await broker.exchange_log.of(user_number, before=before, limit=limit)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -131,11 +131,17 @@ async def add_exchanges(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
 
 
 async def exchanges_of(
-    session: AsyncSession, user_number: str, *, before: datetime | None, limit: int
+    session: AsyncSession, user_number: str, *, before: tuple[datetime, str | None] | None, limit: int
 ) -> list[dict[str, Any]]:
+    """Newest first; ``before`` = (time, id) of the last entry already shown (entries after it in
+    that order), or (time, None) for every entry strictly older than the time."""
     statement = select(exchange).where(exchange.c.user_number == user_number)
     if before is not None:
-        statement = statement.where(exchange.c.at < before)
+        at, last_id = before
+        older = exchange.c.at < at
+        statement = statement.where(
+            older if last_id is None else or_(older, and_(exchange.c.at == at, exchange.c.id < last_id))
+        )
     statement = statement.order_by(exchange.c.at.desc(), exchange.c.id.desc()).limit(limit)
     return [dict(row._mapping) for row in await session.execute(statement)]
 

@@ -9,7 +9,6 @@ knows them as recipients.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -25,24 +24,19 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200  # the broker's largest page
+MAX_CURSOR = 128  # the broker's longest cursor
 
 
 def page_options(claims: dict[str, Any]) -> tuple[str | None, int]:
-    """``before`` (a time with its offset, the previous page's ``next_before``) and ``limit``
-    (1–200) of a signed query; :class:`InvalidQuery` when they are malformed."""
+    """``before`` (the previous page's ``next_before``, a cursor the broker made and checks) and
+    ``limit`` (1–200) of a signed query; :class:`InvalidQuery` when they are malformed."""
     limit = claims.get("limit", DEFAULT_PAGE)
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
         raise InvalidQuery(f"limit: an integer from 1 to {MAX_PAGE}")
     before = claims.get("before")
-    if before is None:
-        return None, limit
-    try:
-        moment = datetime.fromisoformat(before) if isinstance(before, str) else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise InvalidQuery("before: a time with its offset (the previous page's next_before)")
-    return moment.isoformat(), limit
+    if before is not None and (not isinstance(before, str) or not 0 < len(before) <= MAX_CURSOR):
+        raise InvalidQuery("before: the previous page's next_before")
+    return before, limit
 
 
 class ExchangeLog:
@@ -68,7 +62,12 @@ class ExchangeLog:
             raise ExchangeLogUnavailable("the broker is not configured (BROKER_URL)")
         try:
             page = await self.broker.exchanges(user_number, before=before, limit=limit)
-        except (UpstreamError, httpx.HTTPError):
+        except UpstreamError as error:
+            if error.status == 400:  # the cursor, which the broker made and alone can read
+                raise InvalidQuery(str(error.problem.get("detail") or "before")) from None
+            log.warning("the broker's exchange log could not be read", extra={"status": error.status})
+            raise ExchangeLogUnavailable() from None
+        except httpx.HTTPError:
             log.warning("the broker's exchange log could not be read")
             raise ExchangeLogUnavailable() from None
         entries = page["exchanges"]
