@@ -29,9 +29,13 @@ async def test_concurrent_events_share_commits_and_keep_their_request_ids(
     await asyncio.gather(*(one(n) for n in range(1, 41)))
     assert 2 <= group.commits < 41  # the 40 concurrent events needed far fewer transactions
     async with db.sessions() as session:
-        payloads = (await session.execute(select(outbox.table.c.payload))).scalars().all()
+        payloads = (
+            (await session.execute(select(outbox.table.c.payload).order_by(outbox.table.c.seq)))
+            .scalars()
+            .all()
+        )
     envelopes = [json.loads(p) for p in payloads]
-    assert len(envelopes) == 41
+    assert [e["data"]["seq"] for e in envelopes] == list(range(41))  # seq keeps the order they came in
     assert {e["data"]["seq"]: e["requestid"] for e in envelopes} == {n: f"request-{n:03d}" for n in range(41)}
 
 
