@@ -31,6 +31,24 @@ def _drop_after_commit(session: Session) -> None:
     session.info.pop("after_commit", None)
 
 
+class ReadSession(Session):
+    """The sync session behind :meth:`Database.sessions`: reads only. On PostgreSQL its
+    statements run without a transaction (autocommit): no BEGIN and ROLLBACK round trips around
+    every read. At READ COMMITTED each statement sees its own snapshot anyway, so reads see what
+    they saw before. A write in one is refused (it would commit on its own, outside any
+    transaction): writes go through :meth:`Database.transaction`."""
+
+
+class WriteInReadSession(RuntimeError):
+    """A write statement in a read session (a programming error)."""
+
+
+@event.listens_for(ReadSession, "do_orm_execute")
+def _refuse_writes(state: Any) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise WriteInReadSession("writes go through Database.transaction(), not Database.sessions()")
+
+
 def call_after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     """Run ``callback`` when ``session``'s current transaction commits (never if it rolls back)."""
     session.info.setdefault("after_commit", set()).add(callback)
@@ -85,7 +103,12 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.engine = create_engine(url, pool_size=pool_size)
+        # Same pool; reads (sessions()) without a transaction on PostgreSQL (see ReadSession).
+        reads = self.engine if is_sqlite(url) else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            reads, expire_on_commit=False, sync_session_class=ReadSession
+        )
+        self._writes: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=TrackedSession
         )
 
@@ -96,7 +119,7 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: committed on success, rolled back on any exception."""
-        async with self.sessions() as session, session.begin():
+        async with self._writes() as session, session.begin():
             yield session
 
     async def execute_one(self, sql: str, *args: Any) -> str:

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import sqlalchemy
 from sqlalchemy import text
 
 from tests.fixtures.infra import PG_ADMIN_DSN
 from tsunagu.db import Database, call_after_commit
+from tsunagu.db.engine import WriteInReadSession
 
 
 async def test_after_commit_callbacks_run_on_commit_and_never_on_rollback(tmp_path: Path):
@@ -86,5 +88,34 @@ async def test_a_checkout_costs_no_round_trip(postgres_url: str):
         # the driver logs its own transaction statements (prepared ones are not logged): with a
         # liveness ping there would be a BEGIN; … ROLLBACK; pair before these
         assert statements == ["BEGIN;", "COMMIT;"]
+    finally:
+        await db.dispose()
+
+
+async def test_reads_cost_one_round_trip_see_commits_and_refuse_writes(postgres_url: str):
+    """A read session runs its statements without BEGIN/ROLLBACK (autocommit on PostgreSQL),
+    sees what transactions committed, and refuses a write (it would commit on its own)."""
+    db = Database(postgres_url, pool_size=1)
+    statements: list[str] = []
+    try:
+        async with db.transaction() as session:
+            await session.execute(text("CREATE TABLE IF NOT EXISTS read_probe (n int)"))
+            await session.execute(text("INSERT INTO read_probe VALUES (7)"))
+        connection = await db.engine.connect()
+        raw = (await connection.get_raw_connection()).driver_connection
+        await connection.close()
+        raw.add_query_logger(lambda record: statements.append(record.query))
+        async with db.sessions() as session:
+            assert (await session.execute(text("SELECT sum(n) FROM read_probe"))).scalar_one() == 7
+        assert statements == [], statements  # no BEGIN, no ROLLBACK (the SELECT is prepared, not logged)
+        table = sqlalchemy.table("read_probe", sqlalchemy.column("n"))
+        with pytest.raises(WriteInReadSession):
+            async with db.sessions() as session:
+                await session.execute(table.insert().values(n=1))
+        async with db.transaction() as session:  # the pool's connection is transactional again
+            await session.execute(table.insert().values(n=1))
+            await session.execute(text("SELECT 1"))
+            assert (await session.execute(text("SELECT sum(n) FROM read_probe"))).scalar_one() == 8
+        assert [s.split()[0] for s in statements] == ["BEGIN", "COMMIT;"], statements
     finally:
         await db.dispose()
