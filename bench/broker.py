@@ -44,6 +44,7 @@ from bench.common import (
     bench_stack,
     cpu_per_request,
     enroll_citizens,
+    gc_pauses,
     group_cpu_seconds,
     metric,
     open_loop,
@@ -325,6 +326,7 @@ async def measure(
             )
             notes.append(f"{NOTE}open loop at {scale.rate:,.0f}/s offered: " + opened.describe("latency"))
             withdrawals = sorted(await _withdrawals(stack, session, setup, scale))
+            notes.append(f"{NOTE}garbage collections since start: {await gc_pauses(stack.urls)}")
     finally:
         setup.provider.terminate()
         setup.provider.wait(10)

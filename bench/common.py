@@ -293,3 +293,40 @@ def cpu_per_request(used_s: Mapping[str, float], requests: int) -> str:
         for name, seconds in used_s.items()
         if seconds > 0.05
     )
+
+
+def _gc_summary(metrics_text: str) -> str:
+    """ "gen0 120, gen1 10, gen2 2 (longest ≤ 25 ms)" from a /metrics page's GC pause histogram."""
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("tsunagu_gc_pause_seconds_bucket{"):
+            labels, value = line.rsplit(" ", 1)
+            generation = labels.split('generation="')[1].split('"')[0]
+            bound = labels.split('le="')[1].split('"')[0]
+            buckets.setdefault(generation, []).append((float(bound), float(value)))
+    parts: list[str] = []
+    for generation in sorted(buckets):
+        cumulative = sorted(buckets[generation])
+        total = cumulative[-1][1]
+        if not total:
+            continue
+        longest = next(bound for bound, count in cumulative if count >= total)
+        bound = "> 1 s" if longest == float("inf") else f"≤ {longest * 1000:g} ms"
+        parts.append(f"gen{generation} {total:.0f} (longest {bound})")
+    return ", ".join(parts)
+
+
+async def gc_pauses(urls: Mapping[str, str]) -> str:
+    """ "broker: gen0 120 (longest ≤ 1 ms), …; consent: …": the garbage collections each service
+    timed (``tsunagu_gc_pause_seconds`` on its /metrics) since it started. A collection stops
+    the service's event loop, so long ones show up in the tail latencies."""
+    parts: list[str] = []
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name, url in urls.items():
+            try:
+                summary = _gc_summary((await client.get(f"{url}/metrics")).text)
+            except httpx.HTTPError:
+                continue
+            if summary:
+                parts.append(f"{name}: {summary}")
+    return "; ".join(parts)

@@ -39,6 +39,7 @@ from bench.common import (
     bench_stack,
     cpu_per_request,
     enroll_citizens,
+    gc_pauses,
     group_cpu_seconds,
     metric,
     open_loop,
@@ -202,6 +203,7 @@ async def _checks(
         )
         size = len(batches[0]["checks"])
         notes.append(f"batches of {size} at {scale.batch_rate:,.0f}/s offered: " + batch.describe("latency"))
+    notes.append(f"garbage collections since start: {await gc_pauses(stack.urls)}")
     return checks.percentile_ms(0.99), batch.percentile_ms(0.99)
 
 

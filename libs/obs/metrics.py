@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import time
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -48,8 +52,39 @@ class Metrics:
             ["consumer", "topic", "partition"],
             registry=self.registry,
         )
+        self.gc_pause = Histogram(
+            "tsunagu_gc_pause_seconds",
+            "Garbage collections by generation: each stops the event loop for its duration",
+            ["generation"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+        )
         self.info = Gauge("tsunagu_service_info", "Service identity", ["service"], registry=self.registry)
         self.info.labels(**labels).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class GcPauses:
+    """Times every garbage collection of the process (``gc.callbacks``) into ``gc_pause``: a
+    collection stops the event loop, so long ones show up as tail latency. Installed for the
+    life of an app (:meth:`install` / :meth:`remove`)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.children = [metrics.gc_pause.labels(str(generation)) for generation in range(3)]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started:
+            self.children[info["generation"]].observe(time.perf_counter() - self._started)
+            self._started = 0.0
+
+    def install(self) -> None:
+        gc.callbacks.append(self)
+
+    def remove(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)

@@ -22,7 +22,7 @@ from tsunagu.auth.keys import load_private_key
 from tsunagu.db import Database, MigrationRunner
 from tsunagu.errors.fastapi import install_problem_handlers
 from tsunagu.events import EventTables, Handler, Outbox
-from tsunagu.obs import Metrics, configure_logging
+from tsunagu.obs import GcPauses, Metrics, configure_logging
 from tsunagu.obs.middleware import ObservabilityMiddleware
 from tsunagu.obs.ratelimit import RateLimitMiddleware
 from tsunagu.service import diagnostics
@@ -122,6 +122,9 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
         app.state.runtime = runtime
         app.state.internal_auth = auth
         async with AsyncExitStack() as stack:  # unwinds in reverse: loops, then resources, then db
+            gc_pauses = GcPauses(metrics)
+            gc_pauses.install()
+            stack.callback(gc_pauses.remove)
             stack.push_async_callback(db.dispose)
             if spec.resources is not None:
                 runtime.resources = await stack.enter_async_context(spec.resources(runtime))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from pathlib import Path
@@ -14,6 +15,7 @@ from tests.events.support import wait_until
 from tests.fixtures.services import SERVICES, build_app, caller_auth, running, service_settings, sqlite_url
 from tests.fixtures.softhsm import pkcs11_settings_for
 from tsunagu.auth import ProvisionedCredentials
+from tsunagu.obs import GcPauses
 from tsunagu.settings import KafkaSettings
 
 PING = "/internal/v1/diagnostics/pings"
@@ -35,6 +37,7 @@ async def test_every_service_starts_and_answers_health_readiness_metrics_and_ope
         credentials=credentials,
         **extra,
     )
+    others = [callback for callback in gc.callbacks if isinstance(callback, GcPauses)]  # other apps'
     async with running(build_app(service, settings)) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
 
@@ -49,6 +52,13 @@ async def test_every_service_starts_and_answers_health_readiness_metrics_and_ope
         metrics = (await client.get("/metrics")).text
         assert 'tsunagu_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in metrics
         assert "tsunagu_outbox_pending_events" in metrics
+        gc.collect(2)  # timed by the app's gc callback, which leaves with the app
+        metrics = (await client.get("/metrics")).text
+        assert 'tsunagu_gc_pause_seconds_count{generation="2"}' in metrics
+        assert 'tsunagu_gc_pause_seconds_count{generation="2"} 0.0' not in metrics
+        ours = [callback for callback in gc.callbacks if isinstance(callback, GcPauses)]
+        assert len(ours) == len(others) + 1
+    assert [callback for callback in gc.callbacks if isinstance(callback, GcPauses)] == others
 
 
 async def test_readyz_reports_an_unreachable_kafka_and_the_service_still_serves(
