@@ -113,7 +113,7 @@ class SignerClient(InternalClient):
         if allowed_callers is not None:
             body["allowed_callers"] = list(allowed_callers)
         # RSA-3072 generation inside a software token can take many seconds on a busy machine.
-        result: dict[str, Any] = await self.request("POST", "/v1/keys", json=body, timeout=120.0)
+        result: dict[str, Any] = await self.request("POST", "/v1/keys", json=body, timeout_s=120.0)
         return result
 
     async def transition(self, kid: str, action: str) -> dict[str, Any]:

@@ -13,15 +13,15 @@ import pytest
 
 from tests.signer.conftest import Signer
 from tests.signer.test_signing import verify
-from tsunagu.clients.internal import UpstreamError
+from tsunagu.clients.internal import HttpxTransport, UpstreamError
 from tsunagu.clients.signer import BatchingSigner, SignerClient
 
 
 def _client(signer: Signer, caller: str = "idp") -> SignerClient:
     """A SignerClient whose HTTP goes to the in-process signer app."""
     client = SignerClient("http://signer.test", issuer=None)  # type: ignore[arg-type]
-    client.http = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=signer.app), base_url="http://signer.test", auth=signer.auth(caller)
+    client.transport = HttpxTransport(
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=signer.app), auth=signer.auth(caller))
     )
     return client
 
