@@ -32,19 +32,14 @@ from typing import Any
 import aiohttp
 import httpx
 
-from bench.common import RESULTS_DIR, bench_stack, group_cpu_seconds, metric
+from bench.common import BROKER_LIMITS_LIFTED, RESULTS_DIR, bench_stack, group_cpu_seconds, metric
 from bench.report import publish
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
 from tsunagu.devstack.stack import RunningStack
 
 TENANT = "bench-city"
 NOTE = "ngsild: "  # this part's notes in broker.json (the other broker benchmarks keep theirs)
-LIFTED = {
-    "TSUNAGU_BROKER_RATE_LIMIT_PER_S": "1000000",
-    "TSUNAGU_BROKER_RATE_LIMIT_BURST": "1000000",
-    "TSUNAGU_BROKER_CLIENT_RATE_PER_S": "1000000",
-    "TSUNAGU_BROKER_CLIENT_BURST": "1000000",
-}
+LIFTED = BROKER_LIMITS_LIFTED
 
 
 def _operator(stack: RunningStack, audience: str) -> httpx.Auth:

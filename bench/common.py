@@ -150,6 +150,16 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+# The broker's per-address rate limit and per-client quota, lifted for a load generator that is
+# one address and one client (the limits would be measured, not the broker).
+BROKER_LIMITS_LIFTED = {
+    "TSUNAGU_BROKER_RATE_LIMIT_PER_S": "1000000",
+    "TSUNAGU_BROKER_RATE_LIMIT_BURST": "1000000",
+    "TSUNAGU_BROKER_CLIENT_RATE_PER_S": "1000000",
+    "TSUNAGU_BROKER_CLIENT_BURST": "1000000",
+}
+
+
 @contextmanager
 def bench_stack(
     state_dir: Path,
@@ -203,6 +213,11 @@ class Latencies:
     values_s: list[float] = field(default_factory=list)
     errors: int = 0
     elapsed_s: float = 0.0
+    failures: dict[str, int] = field(default_factory=dict)  # what the errors were: status or exception
+
+    def failed(self, what: str) -> None:
+        self.errors += 1
+        self.failures[what] = self.failures.get(what, 0) + 1
 
     def percentile_ms(self, fraction: float) -> float:
         ordered = sorted(self.values_s)
@@ -210,9 +225,13 @@ class Latencies:
             ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000 if ordered else float("nan")
         )
 
+    def _errors(self) -> str:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.failures.items()))
+        return f"{self.errors} errors" + (f": {kinds}" if kinds else "")
+
     def describe(self, what: str) -> str:
         return (
-            f"{what}: {len(self.values_s):,} answers in {self.elapsed_s:.1f} s ({self.errors} errors),"
+            f"{what}: {len(self.values_s):,} answers in {self.elapsed_s:.1f} s ({self._errors()}),"
             f" p50 {self.percentile_ms(0.5):.1f} ms, p90 {self.percentile_ms(0.9):.1f} ms,"
             f" p99 {self.percentile_ms(0.99):.1f} ms, max {self.percentile_ms(1.0):.1f} ms"
         )
@@ -236,14 +255,14 @@ async def open_loop(
         try:
             async with session.post(url, json=body, headers=headers()) as response:
                 await response.read()
-                ok = response.status == 200
-        except (aiohttp.ClientError, TimeoutError):
-            ok = False
+                failure = None if response.status == 200 else str(response.status)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            failure = type(error).__name__
         # A failed or timed-out request counts with the time it took (a lower bound of its
         # latency), so a server that falls behind cannot improve its percentiles by failing.
         latencies.values_s.append(time.perf_counter() - scheduled)
-        if not ok:
-            latencies.errors += 1
+        if failure:
+            latencies.failed(failure)
 
     started = time.perf_counter()
     for n in range(total):

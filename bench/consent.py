@@ -140,9 +140,9 @@ async def _decisions(stack: RunningStack, tokens: list[list[str]], scale: Scale,
                 for token in queue.pop():
                     sent = time.perf_counter()
                     async with session.post(url, json={"decision": token}) as response:
-                        await response.read()
+                        body = await response.read()
                         if response.status != 201:
-                            latencies.errors += 1
+                            latencies.failed(f"{response.status} {body[:80].decode(errors='replace')}")
                             continue
                     latencies.values_s.append(time.perf_counter() - sent)
 
