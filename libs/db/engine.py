@@ -13,6 +13,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
+from tsunagu.db.reads import ReadPool
+
 
 class TrackedSession(Session):
     """The sync session behind every AsyncSession we make: it runs the callbacks queued in
@@ -66,7 +68,8 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
 
 
 class Database:
-    """One service's database: the engine and a session factory bound to it."""
+    """One service's database: the engine and a session factory bound to it, and on PostgreSQL
+    a pool for single-statement reads on hot paths (``reads``, opened on first use)."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
@@ -74,6 +77,7 @@ class Database:
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=TrackedSession
         )
+        self.reads = None if is_sqlite(url) else ReadPool(url, max_size=pool_size)
 
     @property
     def is_sqlite(self) -> bool:
@@ -91,6 +95,8 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self.reads is not None:
+            await self.reads.close()
         await self.engine.dispose()
 
 
