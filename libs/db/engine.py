@@ -73,15 +73,12 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
+        self.is_sqlite = is_sqlite(url)  # asked per request by some routes: parse the URL once
         self.engine = create_engine(url, pool_size=pool_size)
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=TrackedSession
         )
-        self.reads = None if is_sqlite(url) else ReadPool(url, max_size=pool_size)
-
-    @property
-    def is_sqlite(self) -> bool:
-        return is_sqlite(self.url)
+        self.reads = None if self.is_sqlite else ReadPool(url, max_size=pool_size)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -351,6 +351,9 @@ async def test_a_changed_read_rule_holds_from_the_next_read_in_every_replica(
             "urn:tsunagu:problem:dataset-access-denied",
         )
         assert (await ngsild.client.get(url, headers=outsider.headers)).status_code == 200
+    # served before the routing (ServiceSpec.fast_routes), still labelled by its route in the metrics
+    metrics = (await ngsild.client.get("/metrics")).text
+    assert 'route="/ngsi-ld/v1/entities/{entity_id}",status="403"' in metrics
 
 
 async def test_dataset_definitions(ngsild: NgsiLdHarness, parties: tuple[Party, Party, Party]) -> None:
