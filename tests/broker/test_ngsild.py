@@ -356,6 +356,18 @@ async def test_a_changed_read_rule_holds_from_the_next_read_in_every_replica(
     assert 'route="/ngsi-ld/v1/entities/{entity_id}",status="403"' in metrics
 
 
+async def test_numbers_beyond_64_bits_are_served_exactly(
+    ngsild: NgsiLdHarness, parties: tuple[Party, Party, Party]
+) -> None:
+    writer = parties[0]
+    entity = sensor(77, lon=141.5, lat=43.1, temperature=1.0)
+    entity["count"] = {"type": "Property", "value": 2**70 + 1}
+    assert (await ngsild.client.post(ENTITIES, json=entity, headers=writer.headers)).status_code == 201
+    read = await ngsild.client.get(f"{ENTITIES}/{entity['id']}")
+    assert read.status_code == 200 and read.json()["count"]["value"] == 2**70 + 1
+    assert read.json()["address"]["value"] == entity["address"]["value"]
+
+
 async def test_dataset_definitions(ngsild: NgsiLdHarness, parties: tuple[Party, Party, Party]) -> None:
     writer = parties[0]
     before = await ngsild.snapshot()

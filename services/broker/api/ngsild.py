@@ -8,6 +8,7 @@ import json
 import re
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Receive, Scope, Send
@@ -133,8 +134,16 @@ def _json(
     else:
         headers["Link"] = _link(context)
         media = "application/json"
-    body = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
-    return Response(body, status_code=status, media_type=media, headers=headers)
+    return Response(_encoded(content), status_code=status, media_type=media, headers=headers)
+
+
+def _encoded(content: Any) -> bytes:
+    """Compact UTF-8 JSON: orjson (a tenth of json.dumps' time, on every read), or json for what
+    orjson refuses (integers beyond 64 bits, which JSONB keeps exactly)."""
+    try:
+        return orjson.dumps(content)
+    except TypeError:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 # -- query parameters ---------------------------------------------------------------------------
