@@ -277,4 +277,7 @@ def run_service(
         timeout_keep_alive=SERVER_KEEP_ALIVE_S,
         proxy_headers=False,
         server_header=False,
+        # Our middleware logs each request (request id, route template); uvicorn's line is silenced
+        # (libs/obs/logging.py), and off it is not even formatted: its arguments cost every request.
+        access_log=False,
     )
