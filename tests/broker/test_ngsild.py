@@ -543,4 +543,6 @@ async def test_a_broker_on_sqlite_refuses_ngsi_ld_cleanly(ngsild_platform: Any) 
     """The dev stack's own broker process runs on SQLite (embedded mode): 501, nothing else."""
     async with httpx.AsyncClient(base_url=ngsild_platform.urls["broker"], timeout=30) as client:
         response = await client.get(ENTITIES, params={"type": "WeatherObserved"})
+        by_id = await client.get(f"{ENTITIES}/urn:ngsi-ld:WeatherObserved:1")  # served before the routing
     problem(response, 501, "OperationNotSupported")
+    problem(by_id, 501, "OperationNotSupported")
