@@ -13,6 +13,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
+from tsunagu.db.reads import ReadPool
+
 
 class TrackedSession(Session):
     """The sync session behind every AsyncSession we make: it runs the callbacks queued in
@@ -98,23 +100,24 @@ def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) 
 
 
 class Database:
-    """One service's database: the engine and a session factory bound to it."""
+    """One service's database: the engine and a session factory bound to it, and on PostgreSQL
+    a pool for single-statement reads on hot paths (``reads``, opened on first use)."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
+        self.is_sqlite = is_sqlite(url)  # asked per request by some routes: parse the URL once
         self.engine = create_engine(url, pool_size=pool_size)
-        # Same pool; reads (sessions()) without a transaction on PostgreSQL (see ReadSession).
-        reads = self.engine if is_sqlite(url) else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Same pool; read sessions run without a transaction on PostgreSQL (see ReadSession).
+        autocommit = (
+            self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            reads, expire_on_commit=False, sync_session_class=ReadSession
+            autocommit, expire_on_commit=False, sync_session_class=ReadSession
         )
         self._writes: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=TrackedSession
         )
-
-    @property
-    def is_sqlite(self) -> bool:
-        return is_sqlite(self.url)
+        self.reads = None if self.is_sqlite else ReadPool(url, max_size=pool_size)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -147,6 +150,8 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self.reads is not None:
+            await self.reads.close()
         await self.engine.dispose()
 
 

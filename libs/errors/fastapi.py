@@ -41,11 +41,17 @@ def _instance(request: Request) -> str:
     return request.url.path
 
 
-async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DomainError)
+def domain_error_response(exc: DomainError, instance: str) -> JSONResponse:
+    """The problem+json answer to a domain error: what the app's handler sends, for plain ASGI
+    routes that run outside FastAPI's exception handling (``ServiceSpec.fast_routes``)."""
     if exc.status >= 500:
         log.error("request failed", extra={"problem": exc.code, "status": exc.status})
-    return problem_response(exc.to_problem(_instance(request)), exc.headers)
+    return problem_response(exc.to_problem(instance), exc.headers)
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return domain_error_response(exc, _instance(request))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

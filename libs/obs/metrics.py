@@ -62,6 +62,22 @@ class Metrics:
         self.info = Gauge("tsunagu_service_info", "Service identity", ["service"], registry=self.registry)
         self.info.labels(**labels).set(1)
 
+        # (method, route, status) → the two labelled children: prometheus_client's labels() locks
+        # and checks the values on every call, twice per request otherwise.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP request (by method, route template and status) and its latency."""
+        children = self._request_children.get((method, route, status))
+        if children is None:
+            children = (
+                self.http_requests.labels(method=method, route=route, status=str(status)),
+                self.http_latency.labels(method=method, route=route),
+            )
+            self._request_children[method, route, status] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

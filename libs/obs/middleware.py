@@ -114,8 +114,7 @@ class ObservabilityMiddleware:
         # Label by route template, never the raw path (ids would explode the series count).
         template = getattr(route, "path", "unmatched")
         method = scope.get("method", "")
-        self.metrics.http_requests.labels(method=method, route=template, status=str(status)).inc()
-        self.metrics.http_latency.labels(method=method, route=template).observe(elapsed)
+        self.metrics.observe_request(method, template, status, elapsed)
         if template not in ("/metrics", "/healthz", "/readyz"):
             log.info(
                 "request",

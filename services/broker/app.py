@@ -14,7 +14,7 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import Counter
 
-from tsunagu.broker.api import routers
+from tsunagu.broker.api import fast_routes, routers
 from tsunagu.broker.api.deps import CATALOG_WRITE, LOG_READ, USAGE_READ
 from tsunagu.broker.domain.access_tokens_rfc9068 import AccessTokenVerifier
 from tsunagu.broker.domain.catalog import Catalog
@@ -280,6 +280,7 @@ def service_spec(settings: BrokerSettings) -> ServiceSpec:
         tables=event_tables,
         migrations_dir=MIGRATIONS,
         routers=routers,
+        fast_routes=fast_routes,
         consumers=consumers(event_tables, hooks),
         grants=GRANTS,
         resources=partial(broker_resources, hooks=hooks),

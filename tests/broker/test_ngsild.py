@@ -327,6 +327,47 @@ async def test_dataset_access(ngsild: NgsiLdHarness, parties: tuple[Party, Party
     assert (await ngsild.client.get(url, headers=reader.headers)).json()["status"]["value"] == "free"
 
 
+async def test_a_changed_read_rule_holds_from_the_next_read_in_every_replica(
+    ngsild: NgsiLdHarness, parties: tuple[Party, Party, Party]
+) -> None:
+    """Reads by id check the rule stored at that moment: no replica serves a revoked reader from
+    a copy it kept (here a second broker process on the same database made the change)."""
+    writer, reader, outsider = parties
+    dataset = f"kiosks-{secrets.token_hex(3)}"
+    await ngsild.dataset(dataset, ["Kiosk"], "public", [writer.client_id])
+    kiosk = {"id": "urn:ngsi-ld:Kiosk:ebetsu-1", "type": "Kiosk", "open": {"type": "Property", "value": True}}
+    assert (await ngsild.client.post(ENTITIES, json=kiosk, headers=writer.headers)).status_code == 201
+    url = f"{ENTITIES}/{kiosk['id']}"
+    assert (await ngsild.client.get(url)).status_code == 200
+    async with ngsild_support.ngsild_broker(ngsild.stack, ngsild.app.state.runtime.db.url) as replica:
+        replica.tenant = ngsild.tenant
+        await replica.dataset(dataset, ["Kiosk"], [reader.client_id], [writer.client_id])
+        problem(await ngsild.client.get(url), 401, "urn:tsunagu:problem:invalid-token")
+        assert (await ngsild.client.get(url, headers=reader.headers)).status_code == 200
+        await replica.dataset(dataset, ["Kiosk"], [outsider.client_id], [writer.client_id])
+        problem(
+            await ngsild.client.get(url, headers=reader.headers),
+            403,
+            "urn:tsunagu:problem:dataset-access-denied",
+        )
+        assert (await ngsild.client.get(url, headers=outsider.headers)).status_code == 200
+    # served before the routing (ServiceSpec.fast_routes), still labelled by its route in the metrics
+    metrics = (await ngsild.client.get("/metrics")).text
+    assert 'route="/ngsi-ld/v1/entities/{entity_id}",status="403"' in metrics
+
+
+async def test_numbers_beyond_64_bits_are_served_exactly(
+    ngsild: NgsiLdHarness, parties: tuple[Party, Party, Party]
+) -> None:
+    writer = parties[0]
+    entity = sensor(77, lon=141.5, lat=43.1, temperature=1.0)
+    entity["count"] = {"type": "Property", "value": 2**70 + 1}
+    assert (await ngsild.client.post(ENTITIES, json=entity, headers=writer.headers)).status_code == 201
+    read = await ngsild.client.get(f"{ENTITIES}/{entity['id']}")
+    assert read.status_code == 200 and read.json()["count"]["value"] == 2**70 + 1
+    assert read.json()["address"]["value"] == entity["address"]["value"]
+
+
 async def test_dataset_definitions(ngsild: NgsiLdHarness, parties: tuple[Party, Party, Party]) -> None:
     writer = parties[0]
     before = await ngsild.snapshot()
@@ -502,4 +543,6 @@ async def test_a_broker_on_sqlite_refuses_ngsi_ld_cleanly(ngsild_platform: Any) 
     """The dev stack's own broker process runs on SQLite (embedded mode): 501, nothing else."""
     async with httpx.AsyncClient(base_url=ngsild_platform.urls["broker"], timeout=30) as client:
         response = await client.get(ENTITIES, params={"type": "WeatherObserved"})
+        by_id = await client.get(f"{ENTITIES}/urn:ngsi-ld:WeatherObserved:1")  # served before the routing
     problem(response, 501, "OperationNotSupported")
+    problem(by_id, 501, "OperationNotSupported")

@@ -60,19 +60,11 @@ class Dataset:
         }
 
     def readable_by(self, caller: AccessToken | None) -> bool:
-        if self.readers is None:
-            return True
-        return caller is not None and READ_SCOPE in caller.scopes and caller.client_id in self.readers
+        return readable_by(self.readers, caller)
 
     def check_read(self, caller: AccessToken | None) -> None:
         """Refuse a caller who may not read: 401 without a token, 403 otherwise."""
-        if self.readable_by(caller):
-            return
-        if caller is None:
-            raise InvalidToken(f"dataset {self.id} is not public: send an access token")
-        if READ_SCOPE not in caller.scopes:
-            raise InsufficientScope(READ_SCOPE)
-        raise DatasetAccessDenied(f"this client may not read dataset {self.id}")
+        check_read(self.id, self.readers, caller)
 
     def check_write(self, caller: AccessToken | None) -> None:
         if caller is None:
@@ -83,15 +75,37 @@ class Dataset:
             raise DatasetAccessDenied(f"this client may not write dataset {self.id}")
 
 
+def readers_of(access: Any) -> frozenset[str] | None:
+    """The client ids a stored ``access`` rule lets read; None for a public dataset."""
+    return None if access == PUBLIC else frozenset(access)
+
+
+def readable_by(readers: frozenset[str] | None, caller: AccessToken | None) -> bool:
+    if readers is None:
+        return True
+    return caller is not None and READ_SCOPE in caller.scopes and caller.client_id in readers
+
+
+def check_read(dataset_id: str, readers: frozenset[str] | None, caller: AccessToken | None) -> None:
+    """Refuse a caller who may not read dataset ``dataset_id`` (``readers``: None if public): 401
+    without a token, 403 otherwise."""
+    if readable_by(readers, caller):
+        return
+    if caller is None:
+        raise InvalidToken(f"dataset {dataset_id} is not public: send an access token")
+    if READ_SCOPE not in caller.scopes:
+        raise InsufficientScope(READ_SCOPE)
+    raise DatasetAccessDenied(f"this client may not read dataset {dataset_id}")
+
+
 def _dataset(row: dict[str, Any]) -> Dataset:
-    access = row["access"]
     return Dataset(
         id=row["id"],
         tenant_id=row["tenant_id"],
         label_ja=row["label_ja"],
         label_en=row["label_en"],
         entity_types=tuple(row["entity_types"]),
-        readers=None if access == PUBLIC else frozenset(access),
+        readers=readers_of(row["access"]),
         writers=frozenset(row["writers"]),
     )
 

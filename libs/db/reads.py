@@ -1,0 +1,77 @@
+"""Single-statement reads on PostgreSQL straight through asyncpg, for hot read paths.
+
+Through SQLAlchemy the same read costs four round trips to the server (the pool's pre-ping,
+``BEGIN``, the statement, ``ROLLBACK`` when the connection goes back) plus the engine's
+per-statement work; here it is one: an autocommitted statement on a pooled connection, prepared
+once per connection (asyncpg's statement cache). Only for statements that need no transaction:
+one ``SELECT`` sees one snapshot anyway.
+
+The connections are never put in a transaction nor given session state, so giving one back to the
+pool needs no reset query. A connection the server dropped is noticed by asyncpg when the socket
+closes; one lost mid-read is retried once on a fresh connection (a read is safe to repeat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+# What a connection the server ended (restart, failover, an operator's pg_terminate_backend) raises
+# on its next use, before the closed socket is noticed: the server's FATAL message, the socket's
+# error, or the protocol finding that message where it expected an answer.
+LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+
+
+async def _no_reset(_connection: asyncpg.Connection) -> None:
+    """Nothing to undo: these connections never hold a transaction, listener or setting."""
+
+
+async def _json_codecs(connection: asyncpg.Connection) -> None:
+    # The same decoding SQLAlchemy applies: JSON and JSONB columns come back as Python values.
+    for kind in ("json", "jsonb"):
+        await connection.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class ReadPool:
+    """A small asyncpg pool for single-statement reads, opened on first use."""
+
+    def __init__(self, url: str, *, max_size: int) -> None:
+        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def _opened(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn,
+                        min_size=0,
+                        max_size=self.max_size,
+                        init=_json_codecs,
+                        reset=_no_reset,
+                    )
+        return self._pool
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        """The first row ``query`` returns (``$1``… bound to ``args``), or None."""
+        pool = await self._opened()
+        try:
+            return await pool.fetchrow(query, *args)
+        except LOST:
+            return await pool.fetchrow(query, *args)  # once more, on another connection
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
