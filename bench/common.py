@@ -314,31 +314,43 @@ def cpu_per_request(used_s: Mapping[str, float], requests: int) -> str:
     )
 
 
-def _gc_summary(metrics_text: str) -> str:
-    """ "gen0 120, gen1 10, gen2 2 (longest ≤ 25 ms)" from a /metrics page's GC pause histogram."""
+def _histograms(metrics_text: str, name: str) -> dict[str, str]:
+    """Per label set of histogram ``name`` on a /metrics page: "<count> (longest ≤ <bucket>)"."""
     buckets: dict[str, list[tuple[float, float]]] = {}
     for line in metrics_text.splitlines():
-        if line.startswith("tsunagu_gc_pause_seconds_bucket{"):
+        if line.startswith(name + "_bucket{"):
             labels, value = line.rsplit(" ", 1)
-            generation = labels.split('generation="')[1].split('"')[0]
-            bound = labels.split('le="')[1].split('"')[0]
-            buckets.setdefault(generation, []).append((float(bound), float(value)))
-    parts: list[str] = []
-    for generation in sorted(buckets):
-        cumulative = sorted(buckets[generation])
+            inside = labels[len(name) + 8 : -1]
+            bound = inside.split('le="')[1].split('"')[0]
+            rest = ",".join(part for part in inside.split(",") if not part.startswith("le="))
+            buckets.setdefault(rest, []).append((float(bound), float(value)))
+    summaries: dict[str, str] = {}
+    for labels, cumulative in sorted(buckets.items()):
+        cumulative.sort()
         total = cumulative[-1][1]
-        if not total:
-            continue
-        longest = next(bound for bound, count in cumulative if count >= total)
-        bound = "> 1 s" if longest == float("inf") else f"≤ {longest * 1000:g} ms"
-        parts.append(f"gen{generation} {total:.0f} (longest {bound})")
+        if total:
+            longest = next(bound for bound, count in cumulative if count >= total)
+            bound = "> 1 s" if longest == float("inf") else f"≤ {longest * 1000:g} ms"
+            summaries[labels] = f"{total:.0f} (longest {bound})"
+    return summaries
+
+
+def _gc_summary(metrics_text: str) -> str:
+    """ "gen0 120 (longest ≤ 1 ms), …, event loop late by at most ≤ 25 ms" from a service's
+    /metrics page."""
+    gcs = _histograms(metrics_text, "tsunagu_gc_pause_seconds")
+    parts = ["gen" + labels.split('"')[1] + " " + summary for labels, summary in gcs.items()]
+    lag = _histograms(metrics_text, "tsunagu_event_loop_lag_seconds").get("")
+    if lag:
+        parts.append("event loop late by at most " + lag.split("longest ")[1].rstrip(")"))
     return ", ".join(parts)
 
 
 async def gc_pauses(urls: Mapping[str, str]) -> str:
-    """ "broker: gen0 120 (longest ≤ 1 ms), …; consent: …": the garbage collections each service
-    timed (``tsunagu_gc_pause_seconds`` on its /metrics) since it started. A collection stops
-    the service's event loop, so long ones show up in the tail latencies."""
+    """ "broker: gen0 120 (longest ≤ 1 ms), …, event loop late by at most ≤ 5 ms; consent: …":
+    the garbage collections each service timed (``tsunagu_gc_pause_seconds``) and the longest
+    its event loop was stuck (``tsunagu_event_loop_lag_seconds``) since it started. Both stop
+    every request in flight, so they show up in the tail latencies."""
     parts: list[str] = []
     async with httpx.AsyncClient(timeout=10) as client:
         for name, url in urls.items():

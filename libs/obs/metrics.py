@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from typing import Any
@@ -59,6 +60,12 @@ class Metrics:
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
         )
+        self.loop_lag = Histogram(
+            "tsunagu_event_loop_lag_seconds",
+            "How late the event loop ran a timer that was due (sampled every 0.1 s): time it was stuck",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+        )
         self.info = Gauge("tsunagu_service_info", "Service identity", ["service"], registry=self.registry)
         self.info.labels(**labels).set(1)
 
@@ -104,3 +111,14 @@ class GcPauses:
     def remove(self) -> None:
         if self in gc.callbacks:
             gc.callbacks.remove(self)
+
+
+async def watch_event_loop(metrics: Metrics, stopping: asyncio.Event, interval_s: float = 0.1) -> None:
+    """Until ``stopping``: sleep ``interval_s`` and record how much later than due the loop woke
+    us (``loop_lag``). A long lag is the loop stuck in one step (a collection, a blocking call, a
+    large synchronous computation): every request in flight waited that long."""
+    loop = asyncio.get_running_loop()
+    while not stopping.is_set():
+        due = loop.time() + interval_s
+        await asyncio.sleep(interval_s)
+        metrics.loop_lag.observe(max(0.0, loop.time() - due))

@@ -24,6 +24,7 @@ from tsunagu.db import Database, MigrationRunner
 from tsunagu.errors.fastapi import install_problem_handlers
 from tsunagu.events import EventTables, Handler, Outbox
 from tsunagu.obs import GcPauses, Metrics, configure_logging
+from tsunagu.obs.metrics import watch_event_loop
 from tsunagu.obs.middleware import ObservabilityMiddleware
 from tsunagu.obs.ratelimit import RateLimitMiddleware
 from tsunagu.service import diagnostics
@@ -132,6 +133,9 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
                 runtime.resources = await stack.enter_async_context(spec.resources(runtime))
             stack.push_async_callback(runtime.stop)
             runtime.tasks.append(asyncio.create_task(start_events(runtime, consumers), name="start-events"))
+            runtime.tasks.append(
+                asyncio.create_task(watch_event_loop(metrics, runtime.stopping), name="event-loop-lag")
+            )
             log.info("service started", extra={"port": settings.port})
             yield
         log.info("service stopped")

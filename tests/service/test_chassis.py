@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
@@ -53,7 +54,10 @@ async def test_every_service_starts_and_answers_health_readiness_metrics_and_ope
         assert 'tsunagu_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in metrics
         assert "tsunagu_outbox_pending_events" in metrics
         gc.collect(2)  # timed by the app's gc callback, which leaves with the app
+        await asyncio.sleep(0.25)  # the event-loop watcher samples every 0.1 s
         metrics = (await client.get("/metrics")).text
+        assert "tsunagu_event_loop_lag_seconds_count 0.0" not in metrics
+        assert "tsunagu_event_loop_lag_seconds_count" in metrics
         assert 'tsunagu_gc_pause_seconds_count{generation="2"}' in metrics
         assert 'tsunagu_gc_pause_seconds_count{generation="2"} 0.0' not in metrics
         ours = [callback for callback in gc.callbacks if isinstance(callback, GcPauses)]
