@@ -125,6 +125,11 @@ class ServiceSettings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=200)
     migrate_on_start: bool = True
     log_level: str = "INFO"
+    # Garbage collector thresholds of a service process (gc.set_threshold). Python's (700, 10, 10)
+    # made consent collect young objects ~11 times a second under load, each a pause of up to 5 ms
+    # with every request in flight waiting; with the startup heap frozen, (20000, 20, 20) leaves a
+    # few collections a minute (bench.consent: check p99 8.2 → 4.7 ms at 1,000/s).
+    gc_thresholds: tuple[int, int, int] = (20_000, 20, 20)
     max_body_bytes: int = 1_048_576
     # Requests per second per client address (token bucket; 0 turns it off) and the burst allowed.
     rate_limit_per_s: float = 1000.0

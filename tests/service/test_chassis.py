@@ -17,6 +17,7 @@ from tests.fixtures.services import SERVICES, build_app, caller_auth, running, s
 from tests.fixtures.softhsm import pkcs11_settings_for
 from tsunagu.auth import ProvisionedCredentials
 from tsunagu.obs import GcPauses
+from tsunagu.service.app import tune_garbage_collector
 from tsunagu.settings import KafkaSettings
 
 PING = "/internal/v1/diagnostics/pings"
@@ -246,3 +247,14 @@ async def test_a_client_over_its_rate_gets_429_with_retry_after_and_probes_still
         assert refused.headers["retry-after"] == "1"
         assert refused.json()["type"] == "urn:tsunagu:problem:too-many-requests"
         assert (await client.get("/healthz")).status_code == 200
+
+
+def test_a_service_process_freezes_its_startup_heap_and_collects_rarely():
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    try:
+        tune_garbage_collector((20_000, 20, 20))
+        assert gc.get_threshold() == (20_000, 20, 20)
+        assert gc.get_freeze_count() > frozen  # what existed is out of the collector's sight
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
