@@ -133,6 +133,27 @@ def group_cpu_seconds(group: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_busy_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+async def settle(max_s: float = 30.0, busy_below: float = 0.25, window_s: float = 0.5) -> float:
+    """Wait until the machine is quiet — less than ``busy_below`` of it busy over two windows in a
+    row — so one phase's aftermath (events still being relayed and consumed) is not measured as
+    the next phase's latency; at most ``max_s``. Returns the seconds waited."""
+    started = time.perf_counter()
+    quiet = 0
+    while time.perf_counter() - started < max_s and quiet < 2:
+        busy0, total0 = _machine_busy_ticks()
+        await asyncio.sleep(window_s)
+        busy1, total1 = _machine_busy_ticks()
+        quiet = quiet + 1 if (busy1 - busy0) < busy_below * max(1, total1 - total0) else 0
+    return time.perf_counter() - started
+
+
 PG_SERVER = os.environ.get("TSUNAGU_BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
 
 

@@ -43,6 +43,7 @@ from bench.common import (
     group_cpu_seconds,
     metric,
     open_loop,
+    settle,
 )
 from bench.report import publish
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
@@ -211,6 +212,8 @@ async def measure(stack: RunningStack, scale: Scale, notes: list[str]) -> dict[s
     citizens, tokens = await _prepare(stack, scale)
     notes.append(f"{len(citizens)} citizens × {scale.recipients} recipients, {len(ITEMS)} items per request")
     per_s = await _decisions(stack, tokens, scale, notes)
+    waited = await settle()
+    notes.append(f"checks started once the machine had settled after the decisions ({waited:.1f} s)")
     check_p99, batch_p99 = await _checks(stack, citizens, scale, notes)
     return {
         "consent_decisions_per_s": metric(per_s, "decisions/s", "higher", 300),
