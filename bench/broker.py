@@ -49,6 +49,7 @@ from bench.common import (
     group_cpu_seconds,
     metric,
     open_loop,
+    settle,
 )
 from bench.report import publish
 from tsunagu.auth import ServiceTokenAuth, ServiceTokenIssuer, load_private_key
@@ -320,6 +321,8 @@ async def measure(
             )
             cpu = cpu_per_request(used, len(closed.values_s))
             notes.append(f"{NOTE}server CPU per exchange: {cpu}")
+            waited = await settle()
+            notes.append(f"{NOTE}the open loop started once the machine had settled ({waited:.1f} s)")
             bodies = [{"sub": sub, "items": [ALLERGY], "purpose": "treatment"} for sub in setup.subs]
             token = setup.token
             opened = await open_loop(
