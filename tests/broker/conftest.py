@@ -6,7 +6,9 @@ providers are :class:`tsunagu.devstack.sample_provider.SampleProvider` servers o
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -74,6 +76,9 @@ def service_auth(stack: RunningStack, caller: str, audience: str) -> httpx.Auth:
     return ServiceTokenAuth(
         ServiceTokenIssuer(caller, load_private_key(credentials / f"{caller}.key.pem")), audience
     )
+
+
+VIEW_APPLIED = 'tsunagu_consumer_events_total{consumer="broker.consent-view",outcome="applied"}'
 
 
 @dataclass
@@ -208,12 +213,27 @@ class BrokerHarness:
     async def decide(
         self, citizen: Enrolled, party: Party, items: dict[str, bool], *, purpose: dict[str, str] = TREATMENT
     ) -> dict[str, Any]:
-        """The party asks, the citizen's wallet signs item by item."""
+        """The party asks, the citizen's wallet signs item by item; returns once the broker's
+        consent view has applied the decision (until then a fresh view may still refuse: the
+        event is on its way)."""
         request_id = await self.ask(citizen.user_number, party, list(items), purpose=purpose)
         pending = [
             p for p in await wallet.fetch_requests(self.consent, citizen) if p["request_id"] == request_id
         ]
-        return await wallet.decide(self.consent, citizen, pending[0], items)
+        applied = await self._view_applied()
+        decided = await wallet.decide(self.consent, citizen, pending[0], items)
+        deadline = time.monotonic() + 15
+        while await self._view_applied() <= applied:
+            assert time.monotonic() < deadline, "the broker's consent view did not apply the decision"
+            await asyncio.sleep(0.02)
+        return decided
+
+    async def _view_applied(self) -> float:
+        """Decisions the broker's consent view has applied (its consumer's counter)."""
+        for line in (await self.broker.get("/metrics")).text.splitlines():
+            if line.startswith(VIEW_APPLIED):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
 
     async def pull(
         self, party: Party, sub: str, items: list[str], purpose: str = "treatment"
