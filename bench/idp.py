@@ -62,7 +62,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from bench.common import BENCH_DIR, RESULTS_DIR, bench_stack, group_cpu_seconds, metric
+from bench.common import BENCH_DIR, RESULTS_DIR, bench_stack, client_gc_off, group_cpu_seconds, metric
 from bench.report import publish
 from bench.signer import b64url, machine_cpu, percentile, unb64url
 
@@ -574,7 +574,8 @@ async def latency(run: Run, target: Target, rate: float) -> LoadResult:
     async with aiohttp.ClientSession(connector=_connector(run.concurrency)) as session:
         forms = client_credentials_forms(max(1, int(rate * run.seconds)))
         bodies = token_bodies(run.key, target.client_id, target.token_url, forms)
-        result = await open_loop(session, target, bodies, rate, run.seconds)
+        with client_gc_off():  # this process's GC would be counted as the server's latency
+            result = await open_loop(session, target, bodies, rate, run.seconds)
     run.notes.append(f"{target.label}: client_credentials, open loop at {rate:,.0f}/s: {result.describe()}")
     return result
 
@@ -900,7 +901,7 @@ def run_bench(
         f" flight (*_per_s), then {run.seconds:.0f} s open loop at {rate:,.0f}/s"
         + (" (--latency-rate)" if latency_rate else f" = {LATENCY_SHARE:.0%} of the lower closed-loop rate")
         + f", the same for both, at most {run.concurrency} connections (*_p99_ms, from the scheduled"
-        " send time)"
+        " send time; the load generator's own GC off meanwhile)"
     )
     metrics: dict[str, dict[str, Any]] = {}
     for name, prefix in (("idp", "token"), ("peer", "peer_token")):

@@ -3,9 +3,9 @@
 The HTTP goes through aiohttp: a call costs the caller about a quarter of the CPU httpx takes
 (≈ 0.19 against 0.78 ms per small JSON call, measured on the 2-core machine against a bare ASGI
 app), and services make such calls on hot paths (ID tokens and receipts through the signer,
-certificate checks through the CA, consent checks). Failures to reach
-the other service are raised as subclasses of httpx's transport errors, so callers catch one family
-whatever the client library underneath (``httpx.HTTPError`` covers both).
+certificate checks through the CA, consent checks). Failures to reach the other service are raised
+as subclasses of httpx's transport errors, so callers catch one family whatever the client library
+underneath (``httpx.HTTPError`` covers both).
 """
 
 from __future__ import annotations
@@ -45,12 +45,6 @@ class UpstreamTimeout(httpx.TimeoutException):
 # moment fails the request ("server disconnected without sending a response").
 CLIENT_KEEP_ALIVE_S = 4.0
 MAX_CONNECTIONS = 100  # per client (one client per called service in each process)
-
-
-class Answer(Protocol):
-    status: int
-    reason: str
-    body: bytes
 
 
 class Transport(Protocol):
