@@ -195,10 +195,16 @@ async def _checks(
         await open_loop(
             session, f"{base}/internal/v1/effective", singles, headers, min(scale.rate, 200.0), 1.0
         )  # warm
+        consent_pid = stack.processes["consent"].pid
+        before = group_cpu_seconds(consent_pid)
         checks = await open_loop(
             session, f"{base}/internal/v1/effective", singles, headers, scale.rate, scale.seconds
         )
-        notes.append(f"single checks at {scale.rate:,.0f}/s offered: " + checks.describe("latency"))
+        per_check_us = (group_cpu_seconds(consent_pid) - before) / max(len(checks.values_s), 1) * 1e6
+        notes.append(
+            f"single checks at {scale.rate:,.0f}/s offered: {checks.describe('latency')}; "
+            f"consent CPU {per_check_us:,.0f} µs per check"
+        )
         batch = await open_loop(
             session, f"{base}/internal/v1/effective/batch", batches, headers, scale.batch_rate, scale.seconds
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -54,22 +56,33 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     return domain_error_response(exc, _instance(request))
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    # Say where and what kind of error, never echo the input (it may hold secrets or personal data).
-    errors = [
-        {"location": ".".join(str(part) for part in err.get("loc", ())), "type": err.get("type", "invalid")}
-        for err in exc.errors()
+def validation_error_response(
+    errors: Sequence[Any], instance: str, prefix: tuple[str, ...] = ()
+) -> JSONResponse:
+    """422 ``validation-failed`` for pydantic's ``errors()``: where and what kind of error, never the
+    input (it may hold secrets or personal data). ``prefix`` goes before each location (FastAPI's
+    ``body``)."""
+    located = [
+        {
+            "location": ".".join(str(part) for part in (*prefix, *err.get("loc", ()))),
+            "type": err.get("type", "invalid"),
+        }
+        for err in errors
     ]
     problem = Problem(
         type=problem_type("validation-failed"),
         title="The request did not validate",
         status=422,
-        detail=f"{len(errors)} field(s) are invalid",
-        instance=_instance(request),
-        errors=errors,
+        detail=f"{len(located)} field(s) are invalid",
+        instance=instance,
+        errors=located,
     )
     return problem_response(problem)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return validation_error_response(exc.errors(), _instance(request))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

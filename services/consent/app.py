@@ -16,7 +16,7 @@ from tsunagu.clients.broker import BrokerClient
 from tsunagu.clients.ca import CaClient
 from tsunagu.clients.internal import CLIENT_KEEP_ALIVE_S
 from tsunagu.clients.signer import BatchingSigner, SignerClient
-from tsunagu.consent.api import routers
+from tsunagu.consent.api import fast_routes, routers
 from tsunagu.consent.api.dashboard import LoginFirst, to_login
 from tsunagu.consent.api.deps import (
     DECISIONS_EXPORT,
@@ -178,6 +178,7 @@ def service_spec(settings: ConsentSettings) -> ServiceSpec:
         tables=event_tables,
         migrations_dir=MIGRATIONS,
         routers=routers,
+        fast_routes=fast_routes,
         consumers=consumers(event_tables),
         grants=GRANTS,
         resources=consent_resources,

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from tsunagu.pkcs11 import Pkcs11Token
 from tsunagu.service import ServiceRuntime, ServiceSpec, create_service_app, run_service
-from tsunagu.signer.api import routers
+from tsunagu.signer.api import fast_routes, routers
 from tsunagu.signer.api.deps import ADMIN, READ_KEYS, SIGN
 from tsunagu.signer.domain.keys import ALL_SERVICES
 from tsunagu.signer.domain.service import SignerService
@@ -71,6 +71,7 @@ def service_spec(settings: SignerSettings) -> ServiceSpec:
         tables=event_tables,
         migrations_dir=MIGRATIONS,
         routers=routers,
+        fast_routes=fast_routes,
         consumers=consumers(event_tables),
         grants=GRANTS,
         resources=hsm_resources,

@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.types import Receive, Scope, Send
 
 from tsunagu.auth import ServicePrincipal, require_permission
 from tsunagu.broker.api.deps import CATALOG_WRITE, optional_party_token, party_token, services
@@ -33,8 +32,6 @@ from tsunagu.broker.domain.ngsild import (
     parse_geoquery,
     parse_q,
 )
-from tsunagu.errors import DomainError
-from tsunagu.errors.fastapi import domain_error_response
 from tsunagu.service import get_runtime
 
 
@@ -263,27 +260,10 @@ async def retrieve_entity(
     caller: AccessToken | None = Depends(optional_party_token),
     broker: BrokerServices = Depends(services),
 ) -> Response:
-    """One entity (``attrs`` projection, ``options=keyValues``). The broker serves it with
-    :class:`RetrieveEntity`, before the routing; this route documents it in the OpenAPI."""
+    """One entity (``attrs`` projection, ``options=keyValues``). The broker serves this endpoint
+    before the routing (``fast_routes`` in ``api/__init__``): on the hot path of non-personal data
+    FastAPI's routing and dependency solving cost more than the read itself."""
     return await _retrieve(request, entity_id, caller, broker)
-
-
-class RetrieveEntity:
-    """``GET /ngsi-ld/v1/entities/{entity_id}`` as a plain ASGI app (``ServiceSpec.fast_routes``):
-    the route above, its dependencies taken in the same order and its errors answered as the
-    app's handler does, without FastAPI's routing and dependency solving — on the hot path of
-    non-personal data they cost more than the read itself."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        try:
-            await _on_postgres(request)
-            caller = await optional_party_token(request)
-            broker = await services(request)
-            response = await _retrieve(request, scope["path_params"]["entity_id"], caller, broker)
-        except DomainError as error:
-            response = domain_error_response(error, request.url.path)
-        await response(scope, receive, send)
 
 
 @router.delete(f"{BASE}/entities/{{entity_id}}", status_code=204)
