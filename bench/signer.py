@@ -719,6 +719,7 @@ def server_env(
             "TSUNAGU_SIGNER_PKCS11__MODULE_PATH": token.module_path,
             "TSUNAGU_SIGNER_PKCS11__TOKEN_LABEL": token.label,
             "TSUNAGU_SIGNER_PKCS11__USER_PIN_FILE": str(pin_file),
+            "TSUNAGU_SIGNER_PKCS11__INLINE_CALLS": "true",  # as the dev stack: SoftHSM2, in memory
             "TSUNAGU_SIGNER_LOG_LEVEL": "WARNING",
             # One load generator on one address: the per-address limit (1,000/s) would cap the
             # measurement, not the signer.

@@ -237,6 +237,8 @@ def _service_env(
                 prefix + "PKCS11__MODULE_PATH": token.module_path,
                 prefix + "PKCS11__TOKEN_LABEL": token.label,
                 prefix + "PKCS11__USER_PIN_FILE": str((config.state_dir / "softhsm" / "user-pin").resolve()),
+                # SoftHSM2 lives in the signer's memory: short calls need no thread hand-off.
+                prefix + "PKCS11__INLINE_CALLS": "true",
             }
         )
     return env

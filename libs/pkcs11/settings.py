@@ -23,3 +23,8 @@ class Pkcs11Settings(BaseModel):
     """User PIN (CKU_USER)."""
     call_timeout_s: float = Field(default=5.0, gt=0)
     """Upper bound on one call (queueing on the worker thread included)."""
+    inline_calls: bool = False
+    """Let short calls run on the caller's thread when the token is idle (``Pkcs11Token.run(…,
+    inline=True)``): for a module in this process's memory (SoftHSM2), whose calls take
+    microseconds and cannot hang on a network. Never for a network HSM: an inline call has no
+    timeout."""

@@ -25,6 +25,13 @@ Each call is bounded by ``call_timeout_s`` (queueing included): on expiry the ca
 :class:`~tsunagu.pkcs11.errors.TokenUnavailable` instead of hanging; a call still queued is dropped,
 a call already running on the token is left to finish and the session is reopened afterwards.
 
+Short calls on a module in this process's memory (``inline_calls``, for SoftHSM2): a call of a few
+microseconds costs more in the hand-off than on the token — the worker, back from ``C_Sign``
+without the GIL, waits for the busy event loop to give it up. :meth:`Pkcs11Token.run` with
+``inline=True`` then runs the callable on the caller's thread when the worker is idle, under the
+lock the worker holds around every call: access stays serialised, only the thread differs. It is
+off by default: on a network HSM a call that hangs would hang the event loop, with no timeout.
+
 Errors meaning the device/token/session is gone mark the session broken and raise
 :class:`~tsunagu.pkcs11.errors.TokenUnavailable` (with ``Retry-After``); the next call reopens the
 session transparently (re-initialising the library if the token cannot be found any more), so a
@@ -106,6 +113,8 @@ class _Worker:
     """The one thread of the process that talks to PKCS#11 (a daemon, so a hung call never blocks exit)."""
 
     def __init__(self) -> None:
+        # Held around every call on the token, by the worker or by a caller running one inline.
+        self.lock = threading.Lock()
         self._queue: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
             queue.SimpleQueue()
         )
@@ -118,6 +127,16 @@ class _Worker:
         self._queue.put((fn, future))
         return future
 
+    def run_here(self, fn: Callable[[], T]) -> tuple[bool, T | None]:
+        """Run ``fn`` on the calling thread if no call is on the token now: ``(True, result)``;
+        ``(False, None)`` (nothing run) when the token is busy."""
+        if not self.lock.acquire(blocking=False):
+            return False, None
+        try:
+            return True, fn()
+        finally:
+            self.lock.release()
+
     def is_current(self) -> bool:
         """True when called on the worker thread itself."""
         return threading.get_ident() == self._thread.ident
@@ -128,7 +147,8 @@ class _Worker:
             if not future.set_running_or_notify_cancel():
                 continue  # the caller gave up (timeout/cancel) before we started: skip it
             try:
-                result = fn()
+                with self.lock:
+                    result = fn()
             except BaseException as exc:
                 future.set_exception(exc)
             else:
@@ -215,8 +235,14 @@ class Pkcs11Token:
         """Drop the session; the next call reopens it (re-initialising the library if needed)."""
         await self._submit(self._drop_session, None)
 
-    async def run(self, fn: Callable[[pkcs11.Session], T], *, timeout_s: float | None = None) -> T:
+    async def run(
+        self, fn: Callable[[pkcs11.Session], T], *, timeout_s: float | None = None, inline: bool = False
+    ) -> T:
         """Run ``fn(session)`` on the PKCS#11 worker thread and await its result.
+
+        ``inline=True`` (for calls of microseconds: a few signatures) runs it on this thread
+        instead when the settings allow it (``inline_calls``) and the token is idle; no timeout
+        applies then.
 
         The event loop is never blocked. ``timeout_s`` (default ``call_timeout_s``) bounds queueing
         plus execution; on expiry :class:`TokenUnavailable` is raised. python-pkcs11 errors are
@@ -224,6 +250,10 @@ class Pkcs11Token:
         Do not keep key objects beyond the callback: they belong to the session, which may be
         replaced.
         """
+        if inline and self._settings.inline_calls:
+            ran, result = _worker().run_here(lambda: self._call_on_worker(fn))
+            if ran:
+                return result  # type: ignore[return-value]
         return await self._submit(lambda: self._call_on_worker(fn), timeout_s)
 
     def run_sync(self, fn: Callable[[pkcs11.Session], T], *, timeout_s: float | None = None) -> T:
@@ -279,7 +309,7 @@ class Pkcs11Token:
         logger.warning("pkcs11 call on token %r did not finish within %.3gs", label, timeout)
         return TokenUnavailable(f"PKCS#11 token {label!r} did not answer within {timeout:.3g}s")
 
-    # -- worker thread only ----------------------------------------------------------------------
+    # -- worker thread (or a caller holding the worker's lock, see inline_calls) --------------------
 
     def _call_on_worker(self, fn: Callable[[Any], T]) -> T:
         session = self._ensure_session()

@@ -388,6 +388,55 @@ async def test_call_timeout_raises_token_unavailable_and_never_hangs(softhsm_aux
         await token.run(lambda s: s.generate_random(64))
 
 
+async def test_inline_calls_run_on_the_callers_thread_only_while_the_token_is_idle(
+    softhsm_aux_token: SoftHsmToken,
+) -> None:
+    token = Pkcs11Token(pkcs11_settings_for(softhsm_aux_token, inline_calls=True))
+    await token.open()
+    here = threading.get_ident()
+    try:
+        ran_on = await token.run(lambda _s: threading.get_ident(), inline=True)
+        assert ran_on == here
+        # Not asked for inline: the worker, as always.
+        assert await token.run(lambda _s: threading.get_ident()) != here
+        # While a call is on the token, an inline call waits for the worker instead of touching
+        # the token from a second thread at the same time.
+        on_token = threading.Event()
+        off_token = threading.Event()
+        overlapped = threading.Event()
+
+        def slow(_session: Any) -> None:
+            on_token.set()
+            time.sleep(0.3)
+            off_token.set()
+
+        def check(_session: Any) -> int:
+            if not off_token.is_set():
+                overlapped.set()
+            return threading.get_ident()
+
+        slow_call = asyncio.ensure_future(token.run(slow))
+        await asyncio.to_thread(on_token.wait, 5)
+        ran_on = await token.run(check, inline=True)
+        await slow_call
+        assert ran_on != here
+        assert not overlapped.is_set()
+        # Errors are mapped as on the worker.
+        with pytest.raises(KeyNotFound):
+            await token.run(lambda s: find_private_key(s, label="no-such-key"), inline=True)
+    finally:
+        await token.close()
+
+
+async def test_inline_is_ignored_unless_the_settings_allow_it(softhsm_aux_token: SoftHsmToken) -> None:
+    token = Pkcs11Token(pkcs11_settings_for(softhsm_aux_token))  # a network HSM's setting
+    await token.open()
+    try:
+        assert await token.run(lambda _s: threading.get_ident(), inline=True) != threading.get_ident()
+    finally:
+        await token.close()
+
+
 # -- settings, errors, devstack ------------------------------------------------------------------------
 
 

@@ -77,7 +77,8 @@ def make_signer(
 
     @asynccontextmanager
     async def make(**overrides: Any) -> AsyncIterator[Signer]:
-        overrides.setdefault("pkcs11", pkcs11_settings_for(softhsm_signer_token))
+        # As the dev stack runs it: SoftHSM2 in this process, short calls inline.
+        overrides.setdefault("pkcs11", pkcs11_settings_for(softhsm_signer_token, inline_calls=True))
         settings = service_settings(
             "signer",
             database_url=sqlite_url(tmp_path, "signer"),

@@ -1,8 +1,10 @@
 """KeyBackend over PKCS#11 (SoftHSM2 in dev/CI; any module in production, by configuration).
 
 Every call runs on the token's single worker thread (see ``tsunagu.pkcs11.token``); a batch is one
-call, so signing a thousand payloads costs one thread hand-off. Private-key handles are cached per
-session: a reopened session (after the token came back) starts a fresh cache.
+call, so signing a thousand payloads costs one thread hand-off; a short call runs on the event
+loop's thread instead when the token's settings allow it (``inline_calls``, SoftHSM2). Private-key
+handles are cached per session: a reopened session (after the token came back) starts a fresh
+cache.
 """
 
 from __future__ import annotations
@@ -41,6 +43,17 @@ def _sign_one(private_key: Any, algorithm: Algorithm, payload: Payload) -> bytes
         mechanism = Mechanism.RSA_PKCS_PSS if prehashed else Mechanism.SHA256_RSA_PKCS_PSS
         return bytes(private_key.sign(value, mechanism=mechanism, mechanism_param=PSS_PARAMS))
     return bytes(private_key.sign(value, mechanism=Mechanism.EDDSA))
+
+
+# What may run on the event loop's thread when the token allows inline calls (≈ 0.1 ms per EC
+# signature, ≈ 0.8 ms per RSA-2048 one on SoftHSM2): a call or two's worth, never a batch.
+INLINE_EC_ITEMS = 8
+
+
+def _short(algorithm: Algorithm, items: int) -> bool:
+    if algorithm in (Algorithm.ES256, Algorithm.EDDSA):
+        return items <= INLINE_EC_ITEMS
+    return items == 1
 
 
 class Pkcs11Backend:
@@ -84,7 +97,7 @@ class Pkcs11Backend:
             private_key = self._private_key(session, label)
             return [_sign_one(private_key, algorithm, payload) for payload in payloads]
 
-        return await self.token.run(sign_all)
+        return await self.token.run(sign_all, inline=_short(algorithm, len(payloads)))
 
     async def destroy(self, label: str) -> None:
         def destroy(session: Any) -> None:
