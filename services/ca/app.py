@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography import x509
 from fastapi import FastAPI
 
-from tsunagu.ca.api import routers
+from tsunagu.ca.api import fast_routes, routers
 from tsunagu.ca.api.deps import ADMIN, READ, CaServices
 from tsunagu.ca.api.ocsp import OcspPost
 from tsunagu.ca.domain.crl_rfc5280 import CrlPublisher
@@ -117,7 +117,7 @@ def service_spec(settings: CaSettings) -> ServiceSpec:
         grants=GRANTS,
         resources=_resources(late),
         # OCSP answers come from memory; FastAPI's routing would cost more than the answer.
-        fast_routes={("POST", "/ocsp"): OcspPost()},
+        fast_routes={("POST", "/ocsp"): OcspPost(), **fast_routes},
     )
 
 
