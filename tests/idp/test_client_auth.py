@@ -325,3 +325,28 @@ async def test_concurrent_uses_of_one_jti_on_postgresql_accept_exactly_one(make_
             assert len(accepted) == 1, results
             assert all(isinstance(f, OAuthError) and f.error == "invalid_client" for f in failures), failures
         assert len(await idp.rows("seen_jti")) == 3
+
+
+async def test_client_credentials_tokens_on_postgresql_are_recorded_under_one_grant(make_idp) -> None:  # type: ignore[no-untyped-def]
+    # The hot path writes one autocommitted statement per token on PostgreSQL (store.tokens,
+    # store.replay): the token must still be recorded, under the client's one grant, and a
+    # replayed assertion refused.
+    async with scratch_database("tsunagu_idp") as url, make_idp(url) as idp:
+        await make_tenant(idp)
+        key = ECKey.generate_key("P-256")
+        client_id = (
+            await admin_client(
+                idp, rp(jwks=public_jwks(key), grant_types=["authorization_code", "client_credentials"])
+            )
+        )["client_id"]
+        tokens = []
+        for _ in range(3):
+            form = jwt_form(assertion(key, client_id))
+            response = await idp.client.post("/token", data=form)
+            assert response.status_code == 200, response.text
+            tokens.append(response.json()["access_token"])
+            replayed = await idp.client.post("/token", data=form)
+            assert replayed.status_code == 401 and replayed.json()["error"] == "invalid_client"
+        recorded = await idp.rows("access_token")
+        assert len(recorded) == 3 and len({row["grant_id"] for row in recorded}) == 1
+        assert len(await idp.rows("seen_jti")) == 3

@@ -32,7 +32,7 @@ from tsunagu.db import Database
 from tsunagu.idp.domain.clients import Client, ClientRegistry, JwksUnavailable
 from tsunagu.idp.domain.errors import OAuthError, invalid_client
 from tsunagu.idp.settings import IdpSettings
-from tsunagu.idp.store.replay import first_use
+from tsunagu.idp.store.replay import first_use_now
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +206,7 @@ class ClientAuthenticator:
             raise self._refuse(subject, "client_assertion kid must be a string")
         claims = await self._verified_claims(client, assertion, str(algorithm), kid)
         expires = self._check_claims(client, claims, endpoint_url)
-        async with self.db.transaction() as session:
-            fresh = await first_use(session, "client", client.client_id, str(claims["jti"]), expires)
+        fresh = await first_use_now(self.db, "client", client.client_id, str(claims["jti"]), expires)
         if not fresh:
             raise self._refuse(client.client_id, "the client assertion was already used (jti)")
         return client

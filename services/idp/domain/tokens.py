@@ -42,7 +42,13 @@ from tsunagu.idp.domain.errors import OAuthError, invalid_grant, invalid_request
 from tsunagu.idp.domain.opaque import new_secret, token_hash
 from tsunagu.idp.domain.subjects import PairwiseSubjects
 from tsunagu.idp.settings import IdpSettings
-from tsunagu.idp.store.tokens import CodeRecord, GrantRecord, RefreshRecord, TokenRepository
+from tsunagu.idp.store.tokens import (
+    CodeRecord,
+    GrantRecord,
+    RefreshRecord,
+    TokenRepository,
+    add_access_token_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -472,12 +478,18 @@ class TokenService:
         if proof is not None:
             claims["cnf"] = {"jkt": proof.jkt}
         access_token = await self.signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYP, alg="ES256")
-        async with self.db.transaction() as session:  # one short write transaction
-            if proof is not None:
-                await self._record_proof(session, proof)
-            repository = TokenRepository(session)
-            grant_id = await self._client_grant(repository, client.client_id, granted, now)
-            await repository.add_access_token(jti, grant_id, expires)
+        known_grant = self._client_grants.get((client.client_id, granted))
+        if proof is None and known_grant is not None:
+            # The usual case: one row to add, one statement (on PostgreSQL).
+            self._client_grants.move_to_end((client.client_id, granted))
+            await add_access_token_now(self.db, jti, known_grant, expires)
+        else:
+            async with self.db.transaction() as session:  # one short write transaction
+                if proof is not None:
+                    await self._record_proof(session, proof)
+                repository = TokenRepository(session)
+                grant_id = await self._client_grant(repository, client.client_id, granted, now)
+                await repository.add_access_token(jti, grant_id, expires)
         response: dict[str, Any] = {
             "access_token": access_token,
             "token_type": "DPoP" if proof is not None else "Bearer",

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tsunagu.db import as_utc
+from tsunagu.db import Database, as_utc
 from tsunagu.idp.store.models import (
     access_token,
     authorization_code,
@@ -118,6 +118,21 @@ def _refresh(row: Any) -> RefreshRecord:
         expires_at=as_utc(row.refresh_expires_at),
         used_at=as_utc(row.refresh_used_at),
         created_at=as_utc(row.refresh_created_at),
+    )
+
+
+async def add_access_token_now(db: Database, jti: str, grant_id: str, expires_at: datetime) -> None:
+    """Record an access token of an existing grant in a transaction of its own: on PostgreSQL one
+    autocommitted statement (the client_credentials hot path)."""
+    if db.is_sqlite:
+        async with db.transaction() as session:
+            await TokenRepository(session).add_access_token(jti, grant_id, expires_at)
+        return
+    await db.execute_one(
+        "INSERT INTO access_token (jti, grant_id, expires_at, revoked_at) VALUES ($1, $2, $3, NULL)",
+        jti,
+        grant_id,
+        expires_at,
     )
 
 
