@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
-from tsunagu.db.reads import ReadPool
+from tsunagu.db.direct import DirectPool
 
 
 class TrackedSession(Session):
@@ -101,7 +101,7 @@ def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) 
 
 class Database:
     """One service's database: the engine and a session factory bound to it, and on PostgreSQL
-    a pool for single-statement reads on hot paths (``reads``, opened on first use)."""
+    a pool for single statements on hot paths (``direct``, opened on first use)."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
@@ -117,7 +117,7 @@ class Database:
         self._writes: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=TrackedSession
         )
-        self.reads = None if self.is_sqlite else ReadPool(url, max_size=pool_size)
+        self.direct = None if self.is_sqlite else DirectPool(url, max_size=pool_size)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -126,13 +126,13 @@ class Database:
             yield session
 
     async def execute_one(self, sql: str, *args: Any) -> str:
-        """One statement, straight through asyncpg on a pooled connection, in its own implicit
-        transaction: a single round trip, atomic, committed when this returns. For hot paths
-        whose write is one statement (PostgreSQL only; SQLAlchemy's BEGIN … COMMIT costs two
-        more round trips and far more CPU)."""
-        async with self.engine.connect() as connection:
-            driver: Any = (await connection.get_raw_connection()).driver_connection
-            return str(await driver.execute(sql, *args))
+        """One statement on ``direct`` (asyncpg), in its own implicit transaction: a single round
+        trip, atomic, committed when this returns. For hot paths whose write is one statement
+        (PostgreSQL only; SQLAlchemy's BEGIN … COMMIT costs two more round trips and far more
+        CPU)."""
+        if self.direct is None:
+            raise RuntimeError("execute_one is for PostgreSQL; on SQLite use transaction()")
+        return await self.direct.execute(sql, *args)
 
     @asynccontextmanager
     async def driver_transaction(self) -> AsyncIterator[Any]:
@@ -150,8 +150,8 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
-        if self.reads is not None:
-            await self.reads.close()
+        if self.direct is not None:
+            await self.direct.close()
         await self.engine.dispose()
 
 

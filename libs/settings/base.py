@@ -121,7 +121,8 @@ class ServiceSettings(BaseSettings):
     database_url: str = ""
     # Connections kept open (as many again may be opened under bursts, and closed after): size it to
     # the requests a process has in flight, or overflow connections are opened and closed per burst.
-    # A service that uses ``Database.reads`` opens up to as many again for them, as they are needed.
+    # ``Database.direct`` (hot single statements: every outbox commit) opens up to as many again, as
+    # they are needed, and keeps them.
     database_pool_size: int = Field(default=10, ge=1, le=200)
     migrate_on_start: bool = True
     log_level: str = "INFO"

@@ -313,9 +313,9 @@ ENTITY_AND_ACCESS = (
 async def entity_and_access(db: Database, entity_id: str) -> dict[str, Any] | None:
     """The entity (``id type attrs context dataset_id``) and its dataset's ``access``; None when
     either is missing."""
-    if db.reads is None:
+    if db.direct is None:
         raise RuntimeError("reads by id need PostgreSQL")
-    row = await db.reads.fetchrow(ENTITY_AND_ACCESS, entity_id)
+    row = await db.direct.fetchrow(ENTITY_AND_ACCESS, entity_id)
     return dict(row) if row is not None else None
 
 
