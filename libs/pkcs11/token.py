@@ -115,6 +115,7 @@ class _Worker:
     def __init__(self) -> None:
         # Held around every call on the token, by the worker or by a caller running one inline.
         self.lock = threading.Lock()
+        self._inline_thread: int | None = None  # the thread running a call inline, if one is
         self._queue: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
             queue.SimpleQueue()
         )
@@ -132,14 +133,18 @@ class _Worker:
         ``(False, None)`` (nothing run) when the token is busy."""
         if not self.lock.acquire(blocking=False):
             return False, None
+        self._inline_thread = threading.get_ident()
         try:
             return True, fn()
         finally:
+            self._inline_thread = None
             self.lock.release()
 
     def is_current(self) -> bool:
-        """True when called on the worker thread itself."""
-        return threading.get_ident() == self._thread.ident
+        """True on the thread that holds the token now: the worker itself, or a caller running a
+        call inline (a nested ``run_sync`` then runs inline instead of waiting for the lock)."""
+        here = threading.get_ident()
+        return here in (self._thread.ident, self._inline_thread)
 
     def _loop(self) -> None:
         while True:

@@ -424,6 +424,11 @@ async def test_inline_calls_run_on_the_callers_thread_only_while_the_token_is_id
         # Errors are mapped as on the worker.
         with pytest.raises(KeyNotFound):
             await token.run(lambda s: find_private_key(s, label="no-such-key"), inline=True)
+        # run_sync inside an inline call runs inline too, instead of waiting for the lock it holds.
+        started = time.monotonic()
+        nested = await token.run(lambda _s: token.run_sync(lambda _t: threading.get_ident()), inline=True)
+        assert nested == here and time.monotonic() - started < 1.0
+        assert await token.run(lambda _s: threading.get_ident()) != here  # the worker, afterwards
     finally:
         await token.close()
 
