@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -61,6 +62,14 @@ def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+@lru_cache(maxsize=1024)
+def _imported(canonical_jwk: str) -> ECKey | RSAKey | OKPKey:
+    """A client's key, imported once per distinct JWK (the same key signs every assertion of a
+    client; importing it cost as much as verifying the signature). Keyed on the whole JWK, so a
+    rotated or changed key is a new entry; the objects are only read by verification."""
+    return _import(json.loads(canonical_jwk))
 
 
 def _import(jwk: dict[str, Any]) -> ECKey | RSAKey | OKPKey:
@@ -258,9 +267,9 @@ class ClientAuthenticator:
             return None
         for jwk in candidates:
             try:
-                return jws.deserialize_compact(
-                    assertion, _import(jwk), algorithms=[algorithm], registry=_REGISTRY
-                ).payload
+                key = _imported(json.dumps(jwk, sort_keys=True, separators=(",", ":")))
+                verified = jws.deserialize_compact(assertion, key, algorithms=[algorithm], registry=_REGISTRY)
+                return verified.payload
             except (JoseError, ValueError, TypeError):
                 continue
         return False
