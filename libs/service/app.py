@@ -149,7 +149,9 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
         redoc_url=None,  # the bundled Swagger UI loads from a CDN; serve the spec only
     )
     if spec.fast_routes:
-        app.add_middleware(FastRoutes, routes=dict(spec.fast_routes))
+        app.add_middleware(
+            FastRoutes, routes=dict(spec.fast_routes), exception_handlers=dict(spec.exception_handlers)
+        )
     # Added last = outermost: a refused request costs no more than the bucket check.
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
@@ -185,8 +187,17 @@ class FastRoutes:
     non-empty last segment, given to the app in ``scope["path_params"]`` as FastAPI would.
     """
 
-    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], ASGIApp]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: dict[tuple[str, str], ASGIApp],
+        exception_handlers: Mapping[type[Exception], Callable[[Request, Any], Awaitable[Response]]]
+        | None = None,
+    ) -> None:
         self.app = app
+        # The service's own handlers (``ServiceSpec.exception_handlers``, e.g. OAuth's errors):
+        # what a fast route raises is answered as the app would answer it.
+        self.exception_handlers = dict(exception_handlers or {})
         self.exact: dict[tuple[str, str], FastRoute] = {}
         self.by_parent: dict[tuple[str, str], FastRoute] = {}  # (method, path up to the last "/")
         for (method, path), target in routes.items():
@@ -195,6 +206,13 @@ class FastRoutes:
                 self.by_parent[method, parent] = FastRoute(path, target, last[1:-1])
             else:
                 self.exact[method, path] = FastRoute(path, target)
+
+    def _handler_for(self, error: Exception) -> Callable[[Request, Any], Awaitable[Response]] | None:
+        for kind in type(error).__mro__:
+            handler = self.exception_handlers.get(kind)
+            if handler is not None:
+                return handler
+        return None
 
     def _find(self, method: str, path: str) -> tuple[FastRoute, dict[str, str]] | None:
         exact = self.exact.get((method, path))
@@ -213,7 +231,13 @@ class FastRoutes:
             if found is not None:
                 route, scope["path_params"] = found
                 scope["route"] = route
-                await route.app(scope, receive, send)
+                try:
+                    await route.app(scope, receive, send)
+                except Exception as error:
+                    handler = self._handler_for(error)
+                    if handler is None:
+                        raise
+                    await (await handler(Request(scope, receive), error))(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

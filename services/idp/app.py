@@ -23,7 +23,7 @@ from tsunagu.clients.consent import ConsentApi
 from tsunagu.clients.jlis_sync import JlisSyncClient
 from tsunagu.clients.jwt_signing import TokenSigner
 from tsunagu.clients.signer import BatchingSigner, SignerClient
-from tsunagu.idp.api import routers
+from tsunagu.idp.api import fast_routes, routers
 from tsunagu.idp.api.deps import ADMIN, SUBJECTS, IdpServices
 from tsunagu.idp.api.oauth_errors import oauth_error_handler
 from tsunagu.idp.domain.authorization import AuthorizationRequests
@@ -179,6 +179,7 @@ def service_spec(settings: IdpSettings) -> ServiceSpec:
         tables=event_tables,
         migrations_dir=MIGRATIONS,
         routers=routers,
+        fast_routes=fast_routes,
         consumers=consumers(event_tables, late),
         grants=GRANTS,
         resources=_resources(late),

@@ -63,6 +63,19 @@ async def add_thing(body: Body, who: str = Depends(caller)) -> Answer:
     return Answer(caller=who, item=body.item, total=body.count * 2)
 
 
+class Teapot(Exception):
+    """Not a domain error: the service answers it with a handler of its own (like OAuth's)."""
+
+
+async def teapot_handler(_request: Request, _error: Exception) -> Response:
+    return Response('{"error":"teapot"}', status_code=418, media_type="application/json")
+
+
+@router.post("/teapot")
+async def brew(who: str = Depends(caller)) -> Response:
+    raise Teapot(who)
+
+
 @router.get("/things/{thing_id}")
 async def get_thing(thing_id: str, request: Request, who: str = Depends(caller)) -> Response:
     return Response(f"{who}:{thing_id}:{request.query_params.get('v', '')}", media_type="text/plain")
@@ -71,10 +84,16 @@ async def get_thing(thing_id: str, request: Request, who: str = Depends(caller))
 def _apps() -> tuple[FastAPI, Any]:
     app = FastAPI()
     install_problem_handlers(app)
+    app.add_exception_handler(Teapot, teapot_handler)
     app.include_router(router)
     fast = FastRoutes(
         _unrouted,
-        {**fast_route(router, "POST", "/v1/things"), **fast_route(router, "GET", "/v1/things/{thing_id}")},
+        {
+            **fast_route(router, "POST", "/v1/things"),
+            **fast_route(router, "GET", "/v1/things/{thing_id}"),
+            **fast_route(router, "POST", "/v1/teapot"),
+        },
+        exception_handlers={Teapot: teapot_handler},
     )
     return app, fast
 
@@ -106,6 +125,8 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v1/things", {"json": {"count": 1}}),  # no caller and a bad body: the caller first
     ("GET", "/v1/things/urn:x:1?v=3", {"headers": {"x-caller": "broker"}}),
     ("GET", "/v1/things/urn:x:1", {}),
+    ("POST", "/v1/teapot", {"headers": {"x-caller": "idp"}}),  # the service's own handler
+    ("POST", "/v1/teapot", {}),
 ]
 
 
