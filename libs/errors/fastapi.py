@@ -51,7 +51,8 @@ def domain_error_response(exc: DomainError, instance: str) -> JSONResponse:
     return problem_response(exc.to_problem(instance), exc.headers)
 
 
-async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The app's handler of domain errors (also used by ``FastRoutes`` for fast routes)."""
     assert isinstance(exc, DomainError)
     return domain_error_response(exc, _instance(request))
 
@@ -104,6 +105,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     Unexpected exceptions become a 500 problem in :class:`tsunagu.obs.middleware.ObservabilityMiddleware`,
     which knows the request id.
     """
-    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -21,7 +21,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tsunagu.auth import AccessPolicy, InternalAuth, ServiceTokenIssuer, ServiceTokenVerifier, TrustStore
 from tsunagu.auth.keys import load_private_key
 from tsunagu.db import Database, MigrationRunner
-from tsunagu.errors.fastapi import install_problem_handlers
+from tsunagu.errors import DomainError
+from tsunagu.errors.fastapi import domain_error_handler, install_problem_handlers
 from tsunagu.events import EventTables, Handler, Outbox
 from tsunagu.obs import GcPauses, Metrics, configure_logging
 from tsunagu.obs.metrics import watch_event_loop
@@ -195,9 +196,13 @@ class FastRoutes:
         | None = None,
     ) -> None:
         self.app = app
-        # The service's own handlers (``ServiceSpec.exception_handlers``, e.g. OAuth's errors):
-        # what a fast route raises is answered as the app would answer it.
-        self.exception_handlers = dict(exception_handlers or {})
+        # What a fast route raises is answered as the app would answer it: a domain error as its
+        # problem+json, and the service's own handlers (``ServiceSpec.exception_handlers``, e.g.
+        # OAuth's errors).
+        self.exception_handlers: dict[type[Exception], Callable[[Request, Any], Awaitable[Response]]] = {
+            DomainError: domain_error_handler,
+            **(exception_handlers or {}),
+        }
         self.exact: dict[tuple[str, str], FastRoute] = {}
         self.by_parent: dict[tuple[str, str], FastRoute] = {}  # (method, path up to the last "/")
         for (method, path), target in routes.items():

@@ -13,9 +13,9 @@ calls the same endpoint the same way, for the shapes hot routes have:
   ``Response``.
 
 Anything else is refused when the route is built, so a route that would behave differently from
-its FastAPI twin cannot be served fast by accident. Errors answer as the app's handlers do: a domain
-error as its problem+json, a body that does not validate as 422 ``validation-failed`` naming the
-fields but never echoing the input.
+its FastAPI twin cannot be served fast by accident. Errors answer as the app's handlers do (raised
+ones through ``FastRoutes``: a domain error as its problem+json), and a body that does not validate
+as 422 ``validation-failed`` naming the fields but never echoing the input.
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tsunagu.errors.fastapi import domain_error_response, validation_error_response
-from tsunagu.errors.problems import DomainError
+from tsunagu.errors.fastapi import validation_error_response
 
 Dependency = Callable[[Request], Awaitable[Any]]
 
@@ -106,11 +105,9 @@ class EndpointApp:
         self.arguments = _arguments(route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        try:
-            response = await self._respond(request)
-        except DomainError as error:
-            response = domain_error_response(error, request.url.path)
+        # What it raises (a domain error, a service's own error) is answered by ``FastRoutes``
+        # with the app's handlers.
+        response = await self._respond(Request(scope, receive))
         await response(scope, receive, send)
 
     async def _respond(self, request: Request) -> Response:

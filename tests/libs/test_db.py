@@ -5,6 +5,8 @@ single-statement reads on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -123,67 +125,70 @@ async def test_reads_cost_one_round_trip_see_commits_and_refuse_writes(postgres_
         await db.dispose()
 
 
-async def test_the_direct_pool_reads_json_and_survives_a_dropped_connection():
-    async with scratch_database("tsunagu_reads") as url:
+@asynccontextmanager
+async def scratch_db(name: str, *statements: str) -> AsyncIterator[Database]:
+    """A two-connection ``Database`` on a scratch PostgreSQL database, ``statements`` applied."""
+    async with scratch_database(name) as url:
         db = Database(url, pool_size=2)
         try:
             async with db.transaction() as session:
-                await session.execute(text("CREATE TABLE doc (id text PRIMARY KEY, body jsonb, meta json)"))
-                await session.execute(
-                    text("""INSERT INTO doc VALUES ('a', '{"x": [1, "二"]}', '"public"')""")
-                )
-            assert db.direct is not None
-            query = "SELECT body, meta FROM doc WHERE id = $1"
-            row = await db.direct.fetchrow(query, "a")
-            assert row is not None and (row["body"], row["meta"]) == ({"x": [1, "二"]}, "public")
-            assert await db.direct.fetchrow(query, "b") is None
-            # the server ends every connection of the pool: the next read still answers
-            async with db.transaction() as session:
-                await session.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                        " AND backend_type = 'client backend'"
-                    )
-                )
-            row = await db.direct.fetchrow(query, "a")
-            assert row is not None and row["meta"] == "public"
-            # a read leaves no transaction open behind it
-            row = await db.direct.fetchrow(
-                "SELECT count(*) AS open FROM pg_stat_activity WHERE datname = current_database()"
-                " AND state LIKE 'idle in transaction%'"
-            )
-            assert row is not None and row["open"] == 0
+                for statement in statements:
+                    await session.execute(text(statement))
+            yield db
         finally:
             await db.dispose()
+
+
+async def test_the_direct_pool_reads_json_and_survives_a_dropped_connection():
+    async with scratch_db(
+        "tsunagu_reads",
+        "CREATE TABLE doc (id text PRIMARY KEY, body jsonb, meta json)",
+        """INSERT INTO doc VALUES ('a', '{"x": [1, "二"]}', '"public"')""",
+    ) as db:
+        assert db.direct is not None
+        query = "SELECT body, meta FROM doc WHERE id = $1"
+        row = await db.direct.fetchrow(query, "a")
+        assert row is not None and (row["body"], row["meta"]) == ({"x": [1, "二"]}, "public")
+        assert await db.direct.fetchrow(query, "b") is None
+        # the server ends every connection of the pool: the next read still answers
+        async with db.transaction() as session:
+            await session.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND backend_type = 'client backend'"
+                )
+            )
+        row = await db.direct.fetchrow(query, "a")
+        assert row is not None and row["meta"] == "public"
+        # a read leaves no transaction open behind it
+        row = await db.direct.fetchrow(
+            "SELECT count(*) AS open FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state LIKE 'idle in transaction%'"
+        )
+        assert row is not None and row["open"] == 0
 
 
 async def test_execute_one_commits_one_statement_on_connections_the_pool_keeps():
-    async with scratch_database("tsunagu_direct") as url:
-        db = Database(url, pool_size=2)
-        try:
-            async with db.transaction() as session:
-                await session.execute(text("CREATE TABLE once (k text PRIMARY KEY)"))
-            insert = "INSERT INTO once (k) VALUES ($1) ON CONFLICT DO NOTHING"
+    async with scratch_db("tsunagu_direct", "CREATE TABLE once (k text PRIMARY KEY)") as db:
+        insert = "INSERT INTO once (k) VALUES ($1) ON CONFLICT DO NOTHING"
 
-            async def backends() -> set[int]:
-                assert db.direct is not None
-                rows = await asyncio.gather(
-                    *(db.direct.fetchrow("SELECT pg_backend_pid() AS pid") for _ in range(4))
-                )
-                return {row["pid"] for row in rows if row is not None}
+        async def backends() -> set[int]:
+            assert db.direct is not None
+            rows = await asyncio.gather(
+                *(db.direct.fetchrow("SELECT pg_backend_pid() AS pid") for _ in range(4))
+            )
+            return {row["pid"] for row in rows if row is not None}
 
-            statuses = await asyncio.gather(*(db.execute_one(insert, f"k{n % 5}") for n in range(40)))
-            assert sorted(statuses).count("INSERT 0 1") == 5 and statuses.count("INSERT 0 0") == 35
-            first = await backends()
-            await asyncio.gather(*(db.execute_one(insert, f"k{n}") for n in range(40)))
-            # Committed at once (another connection sees every row), on the same few connections:
-            # a burst opens none beyond the pool's size and closes none.
-            async with db.sessions() as session:
-                assert (await session.execute(text("SELECT count(*) FROM once"))).scalar_one() == 40
-            assert len(first) <= 2 and await backends() == first
-        finally:
-            await db.dispose()
+        statuses = await asyncio.gather(*(db.execute_one(insert, f"k{n % 5}") for n in range(40)))
+        assert statuses.count("INSERT 0 1") == 5 and statuses.count("INSERT 0 0") == 35
+        first = await backends()
+        await asyncio.gather(*(db.execute_one(insert, f"k{n}") for n in range(40)))
+        # Committed at once (another connection sees every row), on the same few connections:
+        # a burst opens none beyond the pool's size and closes none.
+        async with db.sessions() as session:
+            assert (await session.execute(text("SELECT count(*) FROM once"))).scalar_one() == 40
+        assert len(first) <= 2 and await backends() == first
 
 
 def test_an_embedded_database_has_no_direct_pool(tmp_path: Path):

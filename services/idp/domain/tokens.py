@@ -478,10 +478,9 @@ class TokenService:
         if proof is not None:
             claims["cnf"] = {"jkt": proof.jkt}
         access_token = await self.signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYP, alg="ES256")
-        known_grant = self._client_grants.get((client.client_id, granted))
+        known_grant = self._known_client_grant(client.client_id, granted)
         if proof is None and known_grant is not None:
             # The usual case: one row to add, one statement (on PostgreSQL).
-            self._client_grants.move_to_end((client.client_id, granted))
             await add_access_token_now(self.db, jti, known_grant, expires)
         else:
             async with self.db.transaction() as session:  # one short write transaction
@@ -499,13 +498,19 @@ class TokenService:
             response["scope"] = granted
         return response
 
+    def _known_client_grant(self, client_id: str, scope: str) -> str | None:
+        """The client's grant for ``scope`` if a committed one is known (most recently used last)."""
+        grant_id = self._client_grants.get((client_id, scope))
+        if grant_id is not None:
+            self._client_grants.move_to_end((client_id, scope))
+        return grant_id
+
     async def _client_grant(
         self, repository: TokenRepository, client_id: str, scope: str, now: datetime
     ) -> str:
         key = (client_id, scope)
-        grant_id = self._client_grants.get(key)
+        grant_id = self._known_client_grant(client_id, scope)
         if grant_id is not None:
-            self._client_grants.move_to_end(key)
             return grant_id
         grant_id = new_secret()
         await repository.add_grant(
