@@ -3,15 +3,19 @@ expiry, receipts, events, the wallet's grants and history."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from tests.consent.conftest import HOSPITAL_A, HOSPITAL_B, ConsentHarness, service_auth
 from tsunagu.consent.domain import jws_rfc7515
 from tsunagu.consent.domain.jcs_rfc8785 import is_canonical, sha256_hex
+from tsunagu.devstack.postgres import scratch_database
 from tsunagu.wallet import Enrolled, WalletError
 from tsunagu.wallet import consent as wallet
 
@@ -176,3 +180,43 @@ async def test_deny_wins_and_a_decision_stops_counting_when_it_expires(
     assert await consent.effective(
         user, HOSPITAL_A, ["resident.address"], at=until - timedelta(seconds=1)
     ) == {"resident.address": "allow"}
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_concurrent_decisions_of_one_person_each_take_their_own_sequence(
+    make_consent,  # type: ignore[no-untyped-def]
+    citizen: Enrolled,
+    database: str,
+):
+    """Two decisions for two recipients, each sent twice at once: the reads before the receipt all
+    see the same next sequence; the writes decide. Each decision is recorded once, with its own
+    number (the loser of the sequence is checked and stored again); each copy is a replay."""
+    async with contextlib.AsyncExitStack() as stack:
+        url = None
+        if database == "postgresql":
+            url = await stack.enter_async_context(scratch_database("tsunagu_consent_race"))
+        consent = await stack.enter_async_context(make_consent(url))
+        user = citizen.user_number
+        await consent.ask(user, HOSPITAL_A, {ALLERGY: True})
+        await consent.ask(user, HOSPITAL_B, {ALLERGY: True})
+        pending = await wallet.fetch_requests(consent.client, citizen)
+        tokens = [
+            wallet.sign_statement(
+                citizen.signing, wallet.decision_statement(p, {ALLERGY: True}, previous=p["previous"])
+            )
+            for p in pending
+        ]
+        responses = await asyncio.gather(
+            *(consent.client.post("/v1/decisions", json={"decision": token}) for token in tokens + tokens)
+        )
+        assert sorted(r.status_code for r in responses) == [201, 201, 409, 409]
+        assert all(r.json()["type"].endswith("nonce-replayed") for r in responses if r.status_code == 409)
+        recorded = [r.json() for r in responses if r.status_code == 201]
+        assert sorted(r["sequence"] for r in recorded) == [1, 2]
+        rows = [row for row in await consent.rows("decision") if row["user_number"] == user]
+        assert sorted(row["sequence"] for row in rows) == [1, 2]
+        assert {row["receipt"] for row in rows} == {r["receipt"] for r in recorded}
+        items = [row for row in await consent.rows("decision_item") if row["user_number"] == user]
+        assert len(items) == 2
+        requests = [row for row in await consent.rows("consent_request") if row["user_number"] == user]
+        assert {row["state"] for row in requests} == {"answered"}

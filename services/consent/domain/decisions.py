@@ -8,11 +8,17 @@ Order of checks (each failure is a specific 4xx and nothing is written):
 4. catalog items (``UnknownItem``);
 5. the CA: the certificate is ours, a *signing* certificate, good at ``signed_at`` and not revoked
    since; x5c is the CA's chain — the person is the CA's ``user_number``, never the statement's;
-6. in the transaction: recipient known; the request is this person's, pending, and the statement
-   matches it item for item (no item it did not ask, none left undecided) and names its notice;
-   ``supersedes`` is this person's in-force decision of the same recipient and purpose; ``previous``
-   is the head of this person's chain for this recipient. (The nonce — new for this person — is
-   checked first, so a replayed statement is answered ``nonce-replayed``.)
+6. against the records (read without a transaction, in two statements): recipient known; the
+   request is this person's, pending, and the statement matches it item for item (no item it did
+   not ask, none left undecided) and names its notice; ``supersedes`` is this person's in-force
+   decision of the same recipient and purpose; ``previous`` is the head of this person's chain for
+   this recipient. (The nonce — new for this person — is checked first, so a replayed statement is
+   answered ``nonce-replayed``.)
+
+Then the receipt is countersigned, and one transaction writes the decision, its items, the
+answered request and the event. What a concurrent decision could change between the reads and the
+writes is enforced by the writes themselves: unique (person, nonce), (person, sequence) and
+(person, recipient, previous hash), and the request's update only while it is pending.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ from tsunagu.consent.store import repository as store
 from tsunagu.events.schemas.consent import ConsentDecisionRecordedV1
 
 GENESIS = "genesis"
+# A person's decisions for different recipients share one sequence: a decision that loses the
+# next number to a concurrent one (and nothing else) is checked and stored again.
+SEQUENCE_ATTEMPTS = 3
 
 
 class Decisions:
@@ -74,10 +83,13 @@ class Decisions:
         user = holder.user_number
         digest = sha256_hex(token.encode("ascii"))
         decision_id = context.ids()
-        async with context.db.transaction() as session:
-            await _check_against_records(session, statement, user, now)
-            sequence = await store.next_sequence(session, user)
-            effective_from = max(statement.valid_from, now)
+        effective_from = max(statement.valid_from, now)
+        for _ in range(SEQUENCE_ATTEMPTS):
+            async with context.db.sessions() as session:  # advisory reads: the writes re-check
+                sequence = await _check_against_records(session, statement, user, now)
+            # Signed before the transaction opens, so no connection waits on the signer; a
+            # receipt whose transaction then fails is never stored nor shown (the signer's audit
+            # still accounts for its signature).
             receipt, kid = await context.receipts.countersign(
                 {
                     "decision_id": decision_id,
@@ -111,34 +123,19 @@ class Decisions:
                 "receipt": receipt,
                 "receipt_kid": kid,
             }
-            items = (
-                [
-                    {
-                        "decision_id": decision_id,
-                        "item": item,
-                        "value": value,
-                        "user_number": user,
-                        "recipient_id": statement.recipient,
-                        "purpose_code": statement.purpose.code,
-                        "effective_from": effective_from,
-                        "valid_until": statement.valid_until,
-                    }
-                    for item, value in sorted(statement.items.items())
-                ]
-                # A withdrawal ends what it supersedes; it adds no refusals of its own, so a
-                # later new grant needs no further supersession.
-                if statement.action == "decide"
-                else []
-            )
-            if not await store.add_decision(session, row, items):
-                if await store.nonce_used(session, user, statement.nonce):
-                    raise NonceReplayed()
-                raise PreviousMismatch("another decision of this person was recorded meanwhile")
-            if statement.request_id is not None and not await store.mark_answered(
-                session, statement.request_id, decision_id
-            ):
-                raise RequestNotPending()
-            await context.outbox.add(session, _event(row, statement))
+            try:
+                await self._store(row, statement)
+            except store.DecisionConflict:
+                async with context.db.sessions() as session:
+                    facts = await store.decision_facts(session, user, statement.recipient, statement.nonce)
+                if facts.nonce_used:
+                    raise NonceReplayed() from None
+                if statement.previous != facts.head:
+                    raise PreviousMismatch("another decision of this person was recorded meanwhile") from None
+                continue  # only the sequence was taken (another recipient's decision): again
+            break
+        else:
+            raise PreviousMismatch("decisions of this person are being recorded at the same time; try again")
         context.effective.changed(user)  # this process at once; the others by NOTIFY
         return {
             "decision_id": decision_id,
@@ -150,11 +147,42 @@ class Decisions:
             "receipt_kid": kid,
         }
 
+    async def _store(self, row: dict[str, Any], statement: Statement) -> None:
+        """The decision, its items, the answered request and the event: one transaction."""
+        items = (
+            [
+                {
+                    "decision_id": row["id"],
+                    "item": item,
+                    "value": value,
+                    "user_number": row["user_number"],
+                    "recipient_id": statement.recipient,
+                    "purpose_code": statement.purpose.code,
+                    "effective_from": row["effective_from"],
+                    "valid_until": statement.valid_until,
+                }
+                for item, value in sorted(statement.items.items())
+            ]
+            # A withdrawal ends what it supersedes; it adds no refusals of its own, so a later
+            # new grant needs no further supersession.
+            if statement.action == "decide"
+            else []
+        )
+        async with self.context.db.transaction() as session:
+            await store.add_decision(session, row, items)
+            if statement.request_id is not None and not await store.mark_answered(
+                session, statement.request_id, row["id"]
+            ):
+                raise RequestNotPending()
+            await self.context.outbox.add(session, _event(row, statement))
 
-async def _check_against_records(session: Any, statement: Statement, user: str, now: datetime) -> None:
-    if await store.nonce_used(session, user, statement.nonce):
+
+async def _check_against_records(session: Any, statement: Statement, user: str, now: datetime) -> int:
+    """Every check against what is recorded; the sequence number the decision will take."""
+    facts = await store.decision_facts(session, user, statement.recipient, statement.nonce)
+    if facts.nonce_used:
         raise NonceReplayed()  # first: a replayed statement is named as such
-    if await store.recipient_row(session, statement.recipient) is None:
+    if not facts.recipient_known:
         raise UnknownRecipient(f"{statement.recipient!r} is not registered")
     if statement.request_id is not None:
         request = await store.request_row(session, statement.request_id)
@@ -167,9 +195,9 @@ async def _check_against_records(session: Any, statement: Statement, user: str, 
             raise RequestNotPending()
     if statement.supersedes is not None:
         await _check_supersedes(session, statement, user)
-    head = await store.latest_hash(session, user, statement.recipient)
-    if statement.previous != head:
-        raise PreviousMismatch(f"the chain head for this recipient is {head or 'empty (null)'}")
+    if statement.previous != facts.head:
+        raise PreviousMismatch(f"the chain head for this recipient is {facts.head or 'empty (null)'}")
+    return facts.next_sequence
 
 
 def _check_action_shape(statement: Statement) -> None:

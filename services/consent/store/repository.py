@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -94,6 +95,48 @@ async def mark_answered(session: AsyncSession, request_id: str, decision_id: str
 
 
 # -- decisions -----------------------------------------------------------------------------------
+class DecisionConflict(Exception):
+    """A unique rule of the decision (sequence, nonce, chain head, hash) was taken by a concurrent
+    decision of the same person: the transaction is void; read again to know which."""
+
+
+@dataclass(frozen=True)
+class DecisionFacts:
+    """What a new decision of this person must agree with, read in one statement."""
+
+    nonce_used: bool
+    recipient_known: bool
+    head: str | None  # SHA-256 of the latest decision for this recipient (the chain's head)
+    next_sequence: int
+
+
+async def decision_facts(
+    session: AsyncSession, user_number: str, recipient_id: str, nonce: str
+) -> DecisionFacts:
+    mine = decision.c.user_number == user_number
+    row = (
+        await session.execute(
+            select(
+                exists().where(mine, decision.c.nonce == nonce).label("nonce_used"),
+                exists().where(recipient.c.id == recipient_id).label("recipient_known"),
+                select(decision.c.decision_sha256)
+                .where(mine, decision.c.recipient_id == recipient_id)
+                .order_by(decision.c.sequence.desc())
+                .limit(1)
+                .scalar_subquery()
+                .label("head"),
+                select(func.max(decision.c.sequence)).where(mine).scalar_subquery().label("last"),
+            )
+        )
+    ).one()
+    return DecisionFacts(
+        nonce_used=bool(row.nonce_used),
+        recipient_known=bool(row.recipient_known),
+        head=row.head,
+        next_sequence=int(row.last or 0) + 1,
+    )
+
+
 async def latest_hash(session: AsyncSession, user_number: str, recipient_id: str) -> str | None:
     """SHA-256 of the citizen's latest decision for this recipient (the chain's head)."""
     found = await session.execute(
@@ -103,13 +146,6 @@ async def latest_hash(session: AsyncSession, user_number: str, recipient_id: str
         .limit(1)
     )
     return found.scalar_one_or_none()
-
-
-async def next_sequence(session: AsyncSession, user_number: str) -> int:
-    found = await session.execute(
-        select(func.max(decision.c.sequence)).where(decision.c.user_number == user_number)
-    )
-    return int(found.scalar_one_or_none() or 0) + 1
 
 
 async def nonce_used(session: AsyncSession, user_number: str, nonce: str) -> bool:
@@ -129,18 +165,17 @@ async def superseded_by(session: AsyncSession, decision_id: str) -> str | None:
     return found.scalar_one_or_none()
 
 
-async def add_decision(session: AsyncSession, values: dict[str, Any], items: list[dict[str, Any]]) -> bool:
-    """Insert the decision and its item rows; False when a unique rule (sequence, nonce, chain
-    head, hash) was taken meanwhile — nothing is written then (savepoint)."""
+async def add_decision(session: AsyncSession, values: dict[str, Any], items: list[dict[str, Any]]) -> None:
+    """Insert the decision and its item rows, first in the transaction (nothing else of it is
+    written before them). Raises :class:`DecisionConflict` when a unique rule was taken meanwhile;
+    the caller's transaction is then void and rolls back."""
     try:
-        async with session.begin_nested():
-            await session.execute(insert(decision).values(**values))
-            if items:
-                await session.execute(insert(decision_item), items)
+        await session.execute(insert(decision).values(**values))
     except IntegrityError:
-        return False
+        raise DecisionConflict() from None
+    if items:
+        await session.execute(insert(decision_item), items)
     await changes.announce(session, values["user_number"])  # heard by every process on commit
-    return True
 
 
 async def people_item_rows(session: AsyncSession, user_numbers: Sequence[str]) -> list[dict[str, Any]]:
