@@ -71,7 +71,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> AsyncEngine:
     """Create an async engine for ``url`` (``postgresql+asyncpg://`` or ``sqlite+aiosqlite://``)."""
     if is_sqlite(url):
         database = make_url(url).database
@@ -80,7 +80,9 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         engine = create_async_engine(url, echo=echo)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    # No overflow: a connection opened for a burst and closed after it costs a PostgreSQL backend
+    # start and every statement prepared again; waiting for a pooled one costs far less.
+    engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=0)
     event.listen(engine.sync_engine.pool, "checkout", _refuse_closed_connection)
     return engine
 
@@ -103,7 +105,7 @@ class Database:
     """One service's database: the engine and a session factory bound to it, and on PostgreSQL
     a pool for single statements on hot paths (``direct``, opened on first use)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = url
         self.is_sqlite = is_sqlite(url)  # asked per request by some routes: parse the URL once
         self.engine = create_engine(url, pool_size=pool_size)
