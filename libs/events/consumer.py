@@ -249,13 +249,15 @@ class EventConsumer:
             }
             for event_id, topic, partition, offset in entries
         ]
+        # One statement object, the rows as parameters: SQLAlchemy compiles it once and sends the
+        # rows as multi-row INSERTs itself ("insertmanyvalues"). A statement built with
+        # ``.values(rows)`` has no cache key and was compiled again for every batch.
         statement = (
             insert(self.inbox)
-            .values(rows)
             .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
             .returning(self.inbox.c.event_id)
         )
-        return set((await session.execute(statement)).scalars().all())
+        return set((await session.execute(statement, rows)).scalars().all())
 
     async def _dead_letter(
         self, record: ConsumerRecord, event_id: str | None, reason: str, attempts: int

@@ -103,7 +103,8 @@ async def subject_for_user(session: AsyncSession, sector_identifier: str, user_n
 
 async def add_decision(session: AsyncSession, values: dict[str, Any]) -> None:
     """Record a decision (once) and mark the one it supersedes."""
-    await session.execute(_insert(session)(consent_decision).values(**values).on_conflict_do_nothing())
+    # The row as parameters of a fixed statement (compiled once, not per decision).
+    await session.execute(_insert(session)(consent_decision).on_conflict_do_nothing(), values)
     if values.get("supersedes"):
         await session.execute(
             update(consent_decision)
