@@ -11,7 +11,7 @@ from tsunagu.ca.api.deps import READ, CaServices, services
 from tsunagu.ca.api.schemas import CertificateStatus, ValidateRequest
 from tsunagu.ca.domain.errors import CertificateNotFound
 from tsunagu.ca.domain.status import StatusAnswer, answer, presented_serial
-from tsunagu.ca.store.repository import CaRepository
+from tsunagu.ca.store.repository import certificate_by_serial
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
 
@@ -43,8 +43,7 @@ async def certificate_status(
     _caller: ServicePrincipal = Depends(require_permission(READ)),
     ca: CaServices = Depends(services),
 ) -> CertificateStatus:
-    async with ca.ca.db.sessions() as session:
-        record = await CaRepository(session).certificate(serial.lower()[:40])
+    record = await certificate_by_serial(ca.ca.db, serial.lower()[:40])
     return _view(answer(record, ca.ca.hierarchy, ca.ca.clock()))
 
 
@@ -56,8 +55,7 @@ async def validate(
 ) -> CertificateStatus:
     """Is this presented certificate one we issued, and its status at ``at`` (default now)?"""
     serial, der = presented_serial(body.certificate)
-    async with ca.ca.db.sessions() as session:
-        record = await CaRepository(session).certificate(serial)
+    record = await certificate_by_serial(ca.ca.db, serial)
     if record is None or record.certificate_der != der:
         raise CertificateNotFound("not a certificate of this CA")
     return _view(answer(record, ca.ca.hierarchy, body.at or ca.ca.clock()))

@@ -24,7 +24,7 @@ from tsunagu.ca.store.models import (
     proofing_record,
     request_jti,
 )
-from tsunagu.db import as_utc
+from tsunagu.db import Database, as_utc
 
 
 @dataclass(frozen=True)
@@ -128,22 +128,44 @@ def _authority(row: Any) -> AuthorityRecord:
     )
 
 
+_CERTIFICATE_FIELDS = (
+    "serial",
+    "issuer_id",
+    "user_number",
+    "device_id",
+    "kind",
+    "app_id",
+    "identifier_name",
+    "not_before",
+    "not_after",
+    "certificate_der",
+    "issued_at",
+    "revoked_at",
+    "revocation_reason",
+)
+_TIMES = {"not_before", "not_after", "issued_at", "revoked_at"}
+
+
 def _certificate(row: Any) -> CertificateRecord:
+    """From a SQLAlchemy row or an asyncpg record (anything with the columns by name)."""
+    values = row._mapping if hasattr(row, "_mapping") else row
     return CertificateRecord(
-        row.serial,
-        row.issuer_id,
-        row.user_number,
-        row.device_id,
-        row.kind,
-        row.app_id,
-        row.identifier_name,
-        as_utc(row.not_before),
-        as_utc(row.not_after),
-        row.certificate_der,
-        as_utc(row.issued_at),
-        as_utc(row.revoked_at),
-        row.revocation_reason,
+        *(as_utc(values[name]) if name in _TIMES else values[name] for name in _CERTIFICATE_FIELDS)
     )
+
+
+# The hot status read (every validation by idp and consent): one autocommitted statement.
+CERTIFICATE_BY_SERIAL = f"SELECT {', '.join(_CERTIFICATE_FIELDS)} FROM certificate WHERE serial = $1"  # noqa: S608 (constants)
+
+
+async def certificate_by_serial(db: Database, serial: str) -> CertificateRecord | None:
+    """A certificate's record by serial: straight through the direct pool on PostgreSQL (one round
+    trip, no ORM), in a read session on SQLite."""
+    if db.direct is None:
+        async with db.sessions() as session:
+            return await CaRepository(session).certificate(serial)
+    row = await db.direct.fetchrow(CERTIFICATE_BY_SERIAL, serial)
+    return _certificate(row) if row is not None else None
 
 
 class CaRepository:
