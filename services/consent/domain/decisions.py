@@ -8,7 +8,7 @@ Order of checks (each failure is a specific 4xx and nothing is written):
 4. catalog items (``UnknownItem``);
 5. the CA: the certificate is ours, a *signing* certificate, good at ``signed_at`` and not revoked
    since; x5c is the CA's chain — the person is the CA's ``user_number``, never the statement's;
-6. against the records (read without a transaction, in two statements): recipient known; the
+6. against the records (read without a transaction, in one statement on PostgreSQL): recipient known; the
    request is this person's, pending, and the statement matches it item for item (no item it did
    not ask, none left undecided) and names its notice; ``supersedes`` is this person's in-force
    decision of the same recipient and purpose; ``previous`` is the head of this person's chain for
@@ -51,6 +51,7 @@ from tsunagu.consent.domain.jcs_rfc8785 import sha256_hex
 from tsunagu.consent.domain.record_iso27560 import event_type
 from tsunagu.consent.domain.statement import DECISION_TYP, Statement, read_statement
 from tsunagu.consent.store import repository as store
+from tsunagu.db import Database
 from tsunagu.events.schemas.consent import ConsentDecisionRecordedV1
 
 GENESIS = "genesis"
@@ -85,8 +86,8 @@ class Decisions:
         decision_id = context.ids()
         effective_from = max(statement.valid_from, now)
         for _ in range(SEQUENCE_ATTEMPTS):
-            async with context.db.sessions() as session:  # advisory reads: the writes re-check
-                sequence = await _check_against_records(session, statement, user, now)
+            # Advisory reads (the writes re-check what a concurrent decision could change).
+            sequence = await _check_against_records(context.db, statement, user, now)
             # Signed before the transaction opens, so no connection waits on the signer; a
             # receipt whose transaction then fails is never stored nor shown (the signer's audit
             # still accounts for its signature).
@@ -126,8 +127,7 @@ class Decisions:
             try:
                 await self._store(row, statement)
             except store.DecisionConflict:
-                async with context.db.sessions() as session:
-                    facts = await store.decision_facts(session, user, statement.recipient, statement.nonce)
+                facts = await store.decision_facts(context.db, user, statement.recipient, statement.nonce)
                 if facts.nonce_used:
                     raise NonceReplayed() from None
                 if statement.previous != facts.head:
@@ -177,15 +177,15 @@ class Decisions:
             await self.context.outbox.add(session, _event(row, statement))
 
 
-async def _check_against_records(session: Any, statement: Statement, user: str, now: datetime) -> int:
+async def _check_against_records(db: Database, statement: Statement, user: str, now: datetime) -> int:
     """Every check against what is recorded; the sequence number the decision will take."""
-    facts = await store.decision_facts(session, user, statement.recipient, statement.nonce)
+    facts = await store.decision_facts(db, user, statement.recipient, statement.nonce, statement.request_id)
     if facts.nonce_used:
         raise NonceReplayed()  # first: a replayed statement is named as such
     if not facts.recipient_known:
         raise UnknownRecipient(f"{statement.recipient!r} is not registered")
     if statement.request_id is not None:
-        request = await store.request_row(session, statement.request_id)
+        request = facts.request
         if request is None:
             raise ConsentRequestNotFound()
         if request["user_number"] != user:
@@ -194,7 +194,8 @@ async def _check_against_records(session: Any, statement: Statement, user: str, 
         if request["state"] != "pending" or request["answer_by"] <= now:
             raise RequestNotPending()
     if statement.supersedes is not None:
-        await _check_supersedes(session, statement, user)
+        async with db.sessions() as session:
+            await _check_supersedes(session, statement, user)
     if statement.previous != facts.head:
         raise PreviousMismatch(f"the chain head for this recipient is {facts.head or 'empty (null)'}")
     return facts.next_sequence

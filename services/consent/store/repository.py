@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tsunagu.consent.store import changes
 from tsunagu.consent.store.models import consent_request, decision, decision_item, recipient, seen_jti
-from tsunagu.db import as_utc
+from tsunagu.db import Database, as_utc
 
 GENESIS = "genesis"
 _TIMES = (
@@ -108,32 +108,61 @@ class DecisionFacts:
     recipient_known: bool
     head: str | None  # SHA-256 of the latest decision for this recipient (the chain's head)
     next_sequence: int
+    request: dict[str, Any] | None  # the request it answers, if it names one that exists
+
+
+_REQUEST_COLUMNS = tuple(consent_request.c.keys())
+# PostgreSQL: the facts and the request in one autocommitted statement on the direct pool.
+_FACTS_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM decision WHERE user_number = $1 AND nonce = $3) AS nonce_used,"  # noqa: S608 (the table's own column names, no input)
+    " EXISTS (SELECT 1 FROM recipient WHERE id = $2) AS recipient_known,"
+    " (SELECT decision_sha256 FROM decision WHERE user_number = $1 AND recipient_id = $2"
+    " ORDER BY sequence DESC LIMIT 1) AS head,"
+    " (SELECT max(sequence) FROM decision WHERE user_number = $1) AS last,"
+    f" {', '.join('r.' + name for name in _REQUEST_COLUMNS)}"
+    " FROM (SELECT 1) AS one LEFT JOIN consent_request AS r ON r.id = $4"
+)
 
 
 async def decision_facts(
-    session: AsyncSession, user_number: str, recipient_id: str, nonce: str
+    db: Database, user_number: str, recipient_id: str, nonce: str, request_id: str | None = None
 ) -> DecisionFacts:
+    """Nonce, recipient, chain head, next sequence and the request: one statement straight
+    through the direct pool on PostgreSQL (no ORM: this is every decision's read); a read session
+    on SQLite."""
+    if db.direct is not None:
+        found = await db.direct.fetchrow(_FACTS_SQL, user_number, recipient_id, nonce, request_id)
+        assert found is not None  # one row always (FROM a one-row table)
+        request = _row({name: found[name] for name in _REQUEST_COLUMNS}) if found["id"] is not None else None
+        return _facts(found, request)
     mine = decision.c.user_number == user_number
-    row = (
-        await session.execute(
-            select(
-                exists().where(mine, decision.c.nonce == nonce).label("nonce_used"),
-                exists().where(recipient.c.id == recipient_id).label("recipient_known"),
-                select(decision.c.decision_sha256)
-                .where(mine, decision.c.recipient_id == recipient_id)
-                .order_by(decision.c.sequence.desc())
-                .limit(1)
-                .scalar_subquery()
-                .label("head"),
-                select(func.max(decision.c.sequence)).where(mine).scalar_subquery().label("last"),
+    async with db.sessions() as session:
+        row = (
+            await session.execute(
+                select(
+                    exists().where(mine, decision.c.nonce == nonce).label("nonce_used"),
+                    exists().where(recipient.c.id == recipient_id).label("recipient_known"),
+                    select(decision.c.decision_sha256)
+                    .where(mine, decision.c.recipient_id == recipient_id)
+                    .order_by(decision.c.sequence.desc())
+                    .limit(1)
+                    .scalar_subquery()
+                    .label("head"),
+                    select(func.max(decision.c.sequence)).where(mine).scalar_subquery().label("last"),
+                )
             )
-        )
-    ).one()
+        ).one()
+        request = await request_row(session, request_id) if request_id is not None else None
+    return _facts(row._mapping, request)
+
+
+def _facts(found: Any, request: dict[str, Any] | None) -> DecisionFacts:
     return DecisionFacts(
-        nonce_used=bool(row.nonce_used),
-        recipient_known=bool(row.recipient_known),
-        head=row.head,
-        next_sequence=int(row.last or 0) + 1,
+        nonce_used=bool(found["nonce_used"]),
+        recipient_known=bool(found["recipient_known"]),
+        head=found["head"],
+        next_sequence=int(found["last"] or 0) + 1,
+        request=request,
     )
 
 
