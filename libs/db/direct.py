@@ -10,8 +10,9 @@ pool closes each overflow connection it gets back: under load, hot paths on that
 closed a connection every few requests (connect, TLS probe, authentication, statements prepared
 again), measured at a tenth of the idp's CPU per token.
 
-The connections are never put in a transaction nor given session state, so giving one back to the
-pool needs no reset query. A connection the server dropped is noticed by asyncpg when the socket
+The connections are given no session state and hold a transaction only inside
+:meth:`DirectPool.transaction` (hot multi-statement writes), so giving one back to the pool needs no
+reset query. A connection the server dropped is noticed by asyncpg when the socket
 closes; one lost mid-read is retried once on a fresh connection (a read is safe to repeat). A write
 is never repeated: it may have committed before the connection was lost.
 """
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -36,8 +39,11 @@ LOST = (
 )
 
 
-async def _no_reset(_connection: asyncpg.Connection) -> None:
-    """Nothing to undo: these connections never hold a transaction, listener or setting."""
+async def _reset(connection: asyncpg.Connection) -> None:
+    """Nothing to undo — these connections hold no listener or setting, and a transaction only
+    inside :meth:`DirectPool.transaction` — except a transaction an interrupted block left open."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
 
 
 async def _json_codecs(connection: asyncpg.Connection) -> None:
@@ -64,7 +70,7 @@ class DirectPool:
                         min_size=0,
                         max_size=self.max_size,
                         init=_json_codecs,
-                        reset=_no_reset,
+                        reset=_reset,
                     )
         return self._pool
 
@@ -81,6 +87,14 @@ class DirectPool:
         when this returns. Its status (``INSERT 0 1``…)."""
         pool = await self._opened()
         return str(await pool.execute(statement, *args))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection inside one transaction: committed when the block ends, rolled back if it
+        raises. Never retried (a write may have committed before a connection was lost)."""
+        pool = await self._opened()
+        async with pool.acquire() as connection, connection.transaction():
+            yield connection
 
     async def close(self) -> None:
         if self._pool is not None:

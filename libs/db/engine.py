@@ -138,13 +138,13 @@ class Database:
 
     @asynccontextmanager
     async def driver_transaction(self) -> AsyncIterator[Any]:
-        """An asyncpg connection from the pool inside one transaction (committed on success,
+        """An asyncpg connection of ``direct`` inside one transaction (committed on success,
         rolled back on any exception), for hot paths that SQLAlchemy would slow down
-        (PostgreSQL only)."""
-        async with self.engine.connect() as connection:
-            driver: Any = (await connection.get_raw_connection()).driver_connection
-            async with driver.transaction():
-                yield driver
+        (PostgreSQL only). JSON columns take and give Python values, as through SQLAlchemy."""
+        if self.direct is None:
+            raise RuntimeError("driver_transaction is for PostgreSQL; on SQLite use transaction()")
+        async with self.direct.transaction() as connection:
+            yield connection
 
     async def ping(self) -> None:
         """Round-trip to the database (used by ``/readyz``)."""

@@ -87,15 +87,30 @@ class Outbox:
             async with db.transaction() as session:
                 return await self.add_many(session, payloads, request_ids=request_ids)
         envelopes, rows = self._rows(payloads, request_ids)
-        # unnest keeps the lists' order and ORDER BY n makes it the seq order
-        await db.execute_one(
-            f"INSERT INTO {self.table.name} (event_id, topic, partition_key, payload, created_at)"  # noqa: S608 (our table's name, no input)
-            " SELECT e, t, k, p, c FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[],"
-            " $5::timestamptz[]) WITH ORDINALITY AS r(e, t, k, p, c, n) ORDER BY n",
-            *([row[column] for row in rows] for column in ROW_COLUMNS),
-        )
+        await db.execute_one(self._insert_sql(), *([row[column] for row in rows] for column in ROW_COLUMNS))
         self.committed.set()
         return envelopes
+
+    async def add_direct(self, connection: Any, payloads: Sequence[EventSchema]) -> list[CloudEvent]:
+        """Stage events in the transaction of an asyncpg ``connection`` (``Database.
+        driver_transaction``), in one statement. Call :meth:`wake` once it has committed."""
+        envelopes, rows = self._rows(payloads, None)
+        await connection.execute(
+            self._insert_sql(), *([row[column] for row in rows] for column in ROW_COLUMNS)
+        )
+        return envelopes
+
+    def wake(self) -> None:
+        """Tell the local relay that events committed (it also polls, for other processes')."""
+        self.committed.set()
+
+    def _insert_sql(self) -> str:
+        # unnest keeps the lists' order and ORDER BY n makes it the seq order
+        return (
+            f"INSERT INTO {self.table.name} (event_id, topic, partition_key, payload, created_at)"  # noqa: S608 (our table's name, no input)
+            " SELECT e, t, k, p, c FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[],"
+            " $5::timestamptz[]) WITH ORDINALITY AS r(e, t, k, p, c, n) ORDER BY n"
+        )
 
     def _rows(
         self, payloads: Sequence[EventSchema], request_ids: Sequence[str | None] | None

@@ -168,13 +168,12 @@ class Decisions:
             if statement.action == "decide"
             else []
         )
-        async with self.context.db.transaction() as session:
-            await store.add_decision(session, row, items)
-            if statement.request_id is not None and not await store.mark_answered(
-                session, statement.request_id, row["id"]
-            ):
-                raise RequestNotPending()
-            await self.context.outbox.add(session, _event(row, statement))
+        try:
+            await store.record_decision(
+                self.context.db, self.context.outbox, row, items, _event(row, statement)
+            )
+        except store.RequestAnswered:
+            raise RequestNotPending() from None
 
 
 async def _check_against_records(db: Database, statement: Statement, user: str, now: datetime) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tsunagu.consent.store import changes
 from tsunagu.consent.store.models import consent_request, decision, decision_item, recipient, seen_jti
 from tsunagu.db import Database, as_utc
+from tsunagu.events import Outbox
+from tsunagu.events.registry import EventSchema
 
 GENESIS = "genesis"
 _TIMES = (
@@ -192,6 +195,67 @@ async def decision_row(session: AsyncSession, decision_id: str) -> dict[str, Any
 async def superseded_by(session: AsyncSession, decision_id: str) -> str | None:
     found = await session.execute(select(decision.c.id).where(decision.c.supersedes == decision_id).limit(1))
     return found.scalar_one_or_none()
+
+
+class RequestAnswered(Exception):
+    """The request was answered (or expired) by the time the decision was written: nothing was."""
+
+
+_DECISION_COLUMNS = tuple(decision.c.keys())
+_ITEM_COLUMNS = tuple(decision_item.c.keys())
+_INSERT_DECISION = (
+    f"INSERT INTO decision ({', '.join(_DECISION_COLUMNS)})"  # noqa: S608 (the table's own column names, no input)
+    f" VALUES ({', '.join(f'${n}' for n in range(1, len(_DECISION_COLUMNS) + 1))})"
+)
+_INSERT_ITEMS = (
+    f"INSERT INTO decision_item ({', '.join(_ITEM_COLUMNS)})"  # noqa: S608 (the table's own column names, no input)
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+    " $7::timestamptz[], $8::timestamptz[])"
+)
+_ANSWER = (
+    "UPDATE consent_request SET state = 'answered', decision_id = $2 WHERE id = $1 AND state = 'pending'"
+)
+
+
+async def record_decision(
+    db: Database,
+    outbox: Outbox,
+    values: dict[str, Any],
+    items: list[dict[str, Any]],
+    event: EventSchema,
+) -> None:
+    """The decision, its item rows, its request marked answered and its event: one transaction
+    (asyncpg straight through the direct pool on PostgreSQL — this is every decision's write —,
+    the ORM on SQLite). Every listener hears of the person's bucket on commit. Raises
+    :class:`DecisionConflict` when a unique rule was taken meanwhile, :class:`RequestAnswered`
+    when the request is no longer pending; nothing is written then."""
+    request_id = values["request_id"]
+    if db.direct is None:
+        async with db.transaction() as session:
+            await add_decision(session, values, items)
+            if request_id is not None and not await mark_answered(session, request_id, values["id"]):
+                raise RequestAnswered()
+            await outbox.add(session, event)
+        return
+    async with db.driver_transaction() as connection:
+        try:
+            await connection.execute(_INSERT_DECISION, *(values[name] for name in _DECISION_COLUMNS))
+        except asyncpg.UniqueViolationError:
+            raise DecisionConflict() from None
+        if items:
+            await connection.execute(
+                _INSERT_ITEMS, *([item[name] for item in items] for name in _ITEM_COLUMNS)
+            )
+        await connection.execute(
+            "SELECT pg_notify($1, $2)", changes.CHANNEL, str(changes.bucket(values["user_number"]))
+        )
+        if (
+            request_id is not None
+            and await connection.execute(_ANSWER, request_id, values["id"]) != "UPDATE 1"
+        ):
+            raise RequestAnswered()
+        await outbox.add_direct(connection, [event])
+    outbox.wake()
 
 
 async def add_decision(session: AsyncSession, values: dict[str, Any], items: list[dict[str, Any]]) -> None:
