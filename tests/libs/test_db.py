@@ -126,10 +126,10 @@ async def test_reads_cost_one_round_trip_see_commits_and_refuse_writes(postgres_
 
 
 @asynccontextmanager
-async def scratch_db(name: str, *statements: str) -> AsyncIterator[Database]:
+async def scratch_db(name: str, *statements: str, pool_size: int = 2) -> AsyncIterator[Database]:
     """A two-connection ``Database`` on a scratch PostgreSQL database, ``statements`` applied."""
     async with scratch_database(name) as url:
-        db = Database(url, pool_size=2)
+        db = Database(url, pool_size=pool_size)
         try:
             async with db.transaction() as session:
                 for statement in statements:
@@ -196,3 +196,36 @@ def test_an_embedded_database_has_no_direct_pool(tmp_path: Path):
     assert db.direct is None
     with pytest.raises(RuntimeError):
         asyncio.run(db.execute_one("SELECT 1"))
+
+
+async def test_a_driver_transaction_commits_or_leaves_nothing_even_when_cancelled():
+    async with scratch_db("tsunagu_driver_tx", "CREATE TABLE tx (k text PRIMARY KEY)", pool_size=1) as db:
+        assert db.direct is not None
+        async with db.driver_transaction() as connection:
+            await connection.execute("INSERT INTO tx VALUES ('kept')")
+        with pytest.raises(asyncpg.UniqueViolationError):
+            async with db.driver_transaction() as connection:
+                await connection.execute("INSERT INTO tx VALUES ('gone')")
+                await connection.execute("INSERT INTO tx VALUES ('kept')")
+        started = asyncio.Event()
+
+        async def interrupted() -> None:
+            async with db.driver_transaction() as connection:
+                await connection.execute("INSERT INTO tx VALUES ('cancelled')")
+                started.set()
+                await asyncio.sleep(30)
+
+        task = asyncio.create_task(interrupted())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The pool's one connection comes back usable, outside any transaction, and only the
+        # committed row is there.
+        row = await db.direct.fetchrow("SELECT array_agg(k ORDER BY k) AS keys FROM tx")
+        assert row is not None and row["keys"] == ["kept"]
+        row = await db.direct.fetchrow(
+            "SELECT count(*) AS open FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state LIKE 'idle in transaction%'"
+        )
+        assert row is not None and row["open"] == 0
