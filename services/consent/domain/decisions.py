@@ -8,12 +8,12 @@ Order of checks (each failure is a specific 4xx and nothing is written):
 4. catalog items (``UnknownItem``);
 5. the CA: the certificate is ours, a *signing* certificate, good at ``signed_at`` and not revoked
    since; x5c is the CA's chain — the person is the CA's ``user_number``, never the statement's;
-6. against the records (read without a transaction, in one statement on PostgreSQL): recipient known; the
-   request is this person's, pending, and the statement matches it item for item (no item it did
-   not ask, none left undecided) and names its notice; ``supersedes`` is this person's in-force
-   decision of the same recipient and purpose; ``previous`` is the head of this person's chain for
-   this recipient. (The nonce — new for this person — is checked first, so a replayed statement is
-   answered ``nonce-replayed``.)
+6. against the records (read without a transaction, in one statement on PostgreSQL): recipient
+   known; the request is this person's, pending, and the statement matches it item for item (no
+   item it did not ask, none left undecided) and names its notice; ``supersedes`` is this person's
+   in-force decision of the same recipient and purpose; ``previous`` is the head of this person's
+   chain for this recipient. (The nonce — new for this person — is checked first, so a replayed
+   statement is answered ``nonce-replayed``.)
 
 Then the receipt is countersigned, and one transaction writes the decision, its items, the
 answered request and the event. What a concurrent decision could change between the reads and the

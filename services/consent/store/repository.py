@@ -180,13 +180,6 @@ async def latest_hash(session: AsyncSession, user_number: str, recipient_id: str
     return found.scalar_one_or_none()
 
 
-async def nonce_used(session: AsyncSession, user_number: str, nonce: str) -> bool:
-    found = await session.execute(
-        select(exists().where(decision.c.user_number == user_number, decision.c.nonce == nonce))
-    )
-    return bool(found.scalar())
-
-
 async def decision_row(session: AsyncSession, decision_id: str) -> dict[str, Any] | None:
     found = (await session.execute(select(decision).where(decision.c.id == decision_id))).first()
     return _row(found._mapping) if found else None
@@ -202,15 +195,27 @@ class RequestAnswered(Exception):
 
 
 _DECISION_COLUMNS = tuple(decision.c.keys())
-_ITEM_COLUMNS = tuple(decision_item.c.keys())
+# The item rows travel as one array per column; each column with the type its array has.
+_ITEM_TYPES = {
+    "decision_id": "text",
+    "item": "text",
+    "value": "text",
+    "user_number": "text",
+    "recipient_id": "text",
+    "purpose_code": "text",
+    "effective_from": "timestamptz",
+    "valid_until": "timestamptz",
+}
+_ITEM_COLUMNS = tuple(_ITEM_TYPES)
 _INSERT_DECISION = (
     f"INSERT INTO decision ({', '.join(_DECISION_COLUMNS)})"  # noqa: S608 (the table's own column names, no input)
     f" VALUES ({', '.join(f'${n}' for n in range(1, len(_DECISION_COLUMNS) + 1))})"
 )
 _INSERT_ITEMS = (
     f"INSERT INTO decision_item ({', '.join(_ITEM_COLUMNS)})"  # noqa: S608 (the table's own column names, no input)
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
-    " $7::timestamptz[], $8::timestamptz[])"
+    " SELECT * FROM unnest("
+    + ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(_ITEM_TYPES.values(), start=1))
+    + ")"
 )
 _ANSWER = (
     "UPDATE consent_request SET state = 'answered', decision_id = $2 WHERE id = $1 AND state = 'pending'"
