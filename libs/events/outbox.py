@@ -55,6 +55,13 @@ class Outbox:
         self.clock = clock
         self.id_provider = id_provider
         self.committed = asyncio.Event()
+        # The direct (asyncpg) form of the insert; unnest keeps the lists' order and ORDER BY n
+        # makes it the seq order.
+        self._insert_sql = (
+            f"INSERT INTO {self.table.name} (event_id, topic, partition_key, payload, created_at)"  # noqa: S608 (our table's name, no input)
+            " SELECT e, t, k, p, c FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[],"
+            " $5::timestamptz[]) WITH ORDINALITY AS r(e, t, k, p, c, n) ORDER BY n"
+        )
 
     async def add(self, session: AsyncSession, payload: EventSchema) -> CloudEvent:
         """Stage ``payload`` as an event in ``session``'s transaction; returns the envelope."""
@@ -87,7 +94,7 @@ class Outbox:
             async with db.transaction() as session:
                 return await self.add_many(session, payloads, request_ids=request_ids)
         envelopes, rows = self._rows(payloads, request_ids)
-        await db.execute_one(self._insert_sql(), *([row[column] for row in rows] for column in ROW_COLUMNS))
+        await db.execute_one(self._insert_sql, *([row[column] for row in rows] for column in ROW_COLUMNS))
         self.committed.set()
         return envelopes
 
@@ -95,22 +102,12 @@ class Outbox:
         """Stage events in the transaction of an asyncpg ``connection`` (``Database.
         driver_transaction``), in one statement. Call :meth:`wake` once it has committed."""
         envelopes, rows = self._rows(payloads, None)
-        await connection.execute(
-            self._insert_sql(), *([row[column] for row in rows] for column in ROW_COLUMNS)
-        )
+        await connection.execute(self._insert_sql, *([row[column] for row in rows] for column in ROW_COLUMNS))
         return envelopes
 
     def wake(self) -> None:
         """Tell the local relay that events committed (it also polls, for other processes')."""
         self.committed.set()
-
-    def _insert_sql(self) -> str:
-        # unnest keeps the lists' order and ORDER BY n makes it the seq order
-        return (
-            f"INSERT INTO {self.table.name} (event_id, topic, partition_key, payload, created_at)"  # noqa: S608 (our table's name, no input)
-            " SELECT e, t, k, p, c FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[],"
-            " $5::timestamptz[]) WITH ORDINALITY AS r(e, t, k, p, c, n) ORDER BY n"
-        )
 
     def _rows(
         self, payloads: Sequence[EventSchema], request_ids: Sequence[str | None] | None

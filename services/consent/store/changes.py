@@ -37,11 +37,13 @@ async def announce(session: AsyncSession, user_number: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(
             text("SELECT pg_notify(:channel, :payload)"),
-            {
-                "channel": CHANNEL,
-                "payload": str(bucket(user_number)),
-            },
+            {"channel": CHANNEL, "payload": str(bucket(user_number))},
         )
+
+
+async def announce_direct(connection: asyncpg.Connection, user_number: str) -> None:
+    """:func:`announce` in a transaction of an asyncpg connection (``Database.driver_transaction``)."""
+    await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, str(bucket(user_number)))
 
 
 class ChangeListener:

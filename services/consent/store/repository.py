@@ -251,9 +251,7 @@ async def record_decision(
             await connection.execute(
                 _INSERT_ITEMS, *([item[name] for item in items] for name in _ITEM_COLUMNS)
             )
-        await connection.execute(
-            "SELECT pg_notify($1, $2)", changes.CHANNEL, str(changes.bucket(values["user_number"]))
-        )
+        await changes.announce_direct(connection, values["user_number"])
         if (
             request_id is not None
             and await connection.execute(_ANSWER, request_id, values["id"]) != "UPDATE 1"
