@@ -1,8 +1,10 @@
 """Every bad input the CA issue names gets its own problem+json error — and leaves nothing behind:
-no person, no number, no certificate, no evidence, no event."""
+no person, no number, no certificate, no evidence, no event. Each test runs on SQLite (the ORM)
+and on PostgreSQL, where enrollment reads and writes go straight through asyncpg."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,11 +16,22 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from tests.ca.conftest import CaHarness
+from tsunagu.devstack.postgres import scratch_database
 from tsunagu.wallet import SoftwareKey, WalletError, enroll
 from tsunagu.wallet.card import basic4_consent
 from tsunagu.wallet.keys import b64url, request_claims
 
 TABLES = ("person", "jpki_identity", "certificate", "proofing_record")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def ca(request: pytest.FixtureRequest, make_ca) -> AsyncIterator[CaHarness]:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        async with make_ca() as harness:
+            yield harness
+        return
+    async with scratch_database("tsunagu_ca_refusals") as url, make_ca(url) as harness:
+        yield harness
 
 
 async def _snapshot(ca: CaHarness) -> dict[str, Any]:

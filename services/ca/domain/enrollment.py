@@ -19,7 +19,6 @@ from typing import Any, Protocol
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy.exc import IntegrityError
 
 from tsunagu.ca.domain import profiles
 from tsunagu.ca.domain.csr_rfc2986 import csr_public_key, spki_sha256
@@ -50,7 +49,14 @@ from tsunagu.ca.domain.jpki_proof import (
 from tsunagu.ca.domain.service import CertificateAuthority, IssuedCertificate
 from tsunagu.ca.domain.signed_request_jws import read_header, verify_request
 from tsunagu.ca.domain.user_number import new_user_number
-from tsunagu.ca.store.repository import CaRepository, CertificateRecord, EnrollmentRecord
+from tsunagu.ca.store import issuance
+from tsunagu.ca.store.issuance import Advance
+from tsunagu.ca.store.repository import (
+    CaRepository,
+    CertificateRecord,
+    EnrollmentRecord,
+    certificate_by_serial,
+)
 from tsunagu.clients import UpstreamError
 from tsunagu.events.schemas.ca import PersonEnrolledV1
 from tsunagu.obs import failpoint
@@ -134,15 +140,7 @@ class Enrollments:
         enrollment_id, challenge = self.token(16), self.token(32)
         now = self.clock()
         expires_at = now + self.ca.policy.challenge_ttl
-        async with self.ca.db.transaction() as session:
-            await CaRepository(session).add_enrollment(
-                id=enrollment_id,
-                challenge=challenge,
-                state="started",
-                created_at=now,
-                expires_at=expires_at,
-                updated_at=now,
-            )
+        await issuance.add_enrollment(self.ca.db, enrollment_id, challenge, now, expires_at)
         data = signed_challenge(enrollment_id, challenge).decode()
         return Started(enrollment_id, challenge, data, expires_at)
 
@@ -162,8 +160,7 @@ class Enrollments:
             await pause(stopping, every_s)
 
     async def _enrollment(self, enrollment_id: str) -> EnrollmentRecord:
-        async with self.ca.db.sessions() as session:
-            record = await CaRepository(session).enrollment(enrollment_id)
+        record = await issuance.enrollment(self.ca.db, enrollment_id)
         if record is None:
             raise EnrollmentNotFound("no such enrollment")
         return record
@@ -191,11 +188,10 @@ class Enrollments:
             raise JpkiStatusUnknown("J-LIS does not know the card's signing certificate")
         serial = jpki_serial(jpki)
         device_id = self.token(12)
-        async with self.ca.db.transaction() as session:
-            repository = CaRepository(session)
+        async with issuance.proof_transaction(self.ca.db, self.ca.outbox) as writes:
             # One enrollment of a card at a time: the twin waits here, then finds the person.
-            await repository.lock(f"jpki:{serial}")
-            known = await repository.person_for_jpki(serial)
+            await writes.lock(f"jpki:{serial}")
+            known = await writes.person_for_card(serial)
             # jlis-sync links the card to the known person or a fresh number — or answers whom
             # J-LIS linked it to after a move or renewal. Linked before our commit: killed in
             # between, the next attempt gets the same answer, so a number is never lost or doubled.
@@ -203,36 +199,30 @@ class Enrollments:
             user_number = await _jlis(lambda: self.jlis.link_or_owner(proposed, pem, basic4_consent))
             if known is not None and user_number != known:
                 raise EnrollmentConflict("J-LIS links the card to another person")
-            if await repository.person_state(user_number) == "deceased":
+            created, state = await writes.add_person(user_number, now)
+            if state == "deceased":
                 raise PersonDeceased("the person is recorded as deceased")
             failpoint("ca.enrollment.after_link")
-            created = await repository.add_person_if_new(user_number, now)
-            if known is None and not await repository.add_jpki_identity(serial, user_number, now):
+            if known is None and not await writes.add_card(serial, user_number, now):
                 raise EnrollmentConflict("the card was enrolled for another number meanwhile")
-            if not await repository.advance_enrollment(
-                enrollment_id,
-                "started",
-                state="proofed",
-                user_number=user_number,
-                device_id=device_id,
-                updated_at=now,
-            ):
+            if not await writes.proofed(enrollment_id, user_number, device_id, now):
                 raise ChallengeReused("this enrollment's challenge was already answered")
-            await repository.add_proofing_record(
-                id=self.token(16),
-                enrollment_id=enrollment_id,
-                user_number=user_number,
-                jpki_serial=serial,
-                jpki_certificate_der=jpki.public_bytes(Encoding.DER),
-                signed_data=data,
-                signature=signature,
-                jlis_status=status["status"],
-                jlis_checked_at=now,
-                new_person=created,
-                decided_at=now,
+            await writes.add_proofing_record(
+                {
+                    "id": self.token(16),
+                    "enrollment_id": enrollment_id,
+                    "user_number": user_number,
+                    "jpki_serial": serial,
+                    "jpki_certificate_der": jpki.public_bytes(Encoding.DER),
+                    "signed_data": data,
+                    "signature": signature,
+                    "jlis_status": status["status"],
+                    "jlis_checked_at": now,
+                    "new_person": created,
+                    "decided_at": now,
+                }
             )
-            await self.ca.outbox.add(
-                session,
+            await writes.add_event(
                 PersonEnrolledV1(
                     user_number=user_number,
                     enrollment_id=enrollment_id,
@@ -240,7 +230,7 @@ class Enrollments:
                     new_person=created,
                     jpki_serial=serial,
                     proofed_at=now,
-                ),
+                )
             )
         log.info("identity proofed", extra={"enrollment_id": enrollment_id, "new_person": created})
         return Proofed(enrollment_id, user_number, device_id, created)
@@ -263,7 +253,7 @@ class Enrollments:
             device_id,
             csr,
             enrollment_id=enrollment_id,
-            advance=("proofed", "signing", "signing_serial"),
+            advance=Advance(enrollment_id, "proofed", "signing", "signing_serial"),
         )
 
     # -- 4. authentication certificate (request signed with the signing key) --------------------
@@ -280,7 +270,7 @@ class Enrollments:
             device_id,
             _csr_claim(claims),
             enrollment_id=enrollment_id,
-            advance=("signing", "complete", "authentication_serial"),
+            advance=Advance(enrollment_id, "signing", "complete", "authentication_serial"),
             jti=claims["jti"],
         )
 
@@ -298,21 +288,19 @@ class Enrollments:
     async def _verified(self, token: str, kinds: tuple[str, ...]) -> tuple[dict[str, Any], CertificateRecord]:
         """A signed wallet request: the certificate is ours, good now, of the right kind."""
         request = read_header(token)
-        async with self.ca.db.sessions() as session:  # one session: the certificate, then the jti
-            repository = CaRepository(session)
-            record = await repository.certificate(request.kid)
-            if record is None:
-                raise InvalidSignedRequest("kid names no certificate of this CA")
-            certificate = x509.load_der_x509_certificate(record.certificate_der)
-            now = self.clock()
-            max_age = self.ca.policy.signed_request_max_age
-            claims = verify_request(request, certificate.public_key(), now=now, max_age=max_age)
-            if record.kind not in kinds:
-                raise CertificateNotUsable(f"a {' or '.join(kinds)} certificate must sign this request")
-            if record.revoked_at is not None or not record.not_before <= now <= record.not_after:
-                raise CertificateNotUsable("the signing certificate is revoked or expired")
-            if await repository.jti_used(claims["jti"]):  # the commit re-checks (races)
-                raise SignedRequestReplayed("this signed request was already used")
+        record = await certificate_by_serial(self.ca.db, request.kid)
+        if record is None:
+            raise InvalidSignedRequest("kid names no certificate of this CA")
+        certificate = x509.load_der_x509_certificate(record.certificate_der)
+        now = self.clock()
+        max_age = self.ca.policy.signed_request_max_age
+        claims = verify_request(request, certificate.public_key(), now=now, max_age=max_age)
+        if record.kind not in kinds:
+            raise CertificateNotUsable(f"a {' or '.join(kinds)} certificate must sign this request")
+        if record.revoked_at is not None or not record.not_before <= now <= record.not_after:
+            raise CertificateNotUsable("the signing certificate is revoked or expired")
+        if await issuance.jti_used(self.ca.db, claims["jti"]):  # the commit re-checks (races)
+            raise SignedRequestReplayed("this signed request was already used")
         return claims, record
 
     async def _issue(
@@ -324,49 +312,38 @@ class Enrollments:
         *,
         enrollment_id: str | None = None,
         app_id: str | None = None,
-        advance: tuple[str, str, str] | None = None,
+        advance: Advance | None = None,
         jti: str | None = None,
     ) -> IssuedCertificate:
         public_key = csr_public_key(csr.encode())
         fingerprint = spki_sha256(public_key)
-        async with self.ca.db.sessions() as session:
-            repository = CaRepository(session)
-            if await repository.public_key_known(fingerprint):
-                raise PublicKeyReused("this public key is already certified")
-            if await repository.person_state(user_number) != "active":
-                raise PersonDeceased("the person is recorded as deceased")
+        facts = await issuance.issuance_facts(self.ca.db, fingerprint, user_number)
+        if facts.public_key_known:
+            raise PublicKeyReused("this public key is already certified")
+        if facts.person_state != "active":
+            raise PersonDeceased("the person is recorded as deceased")
         issuer, certificate, identifier = await self.ca.sign_end_entity(kind, user_number, public_key)
         failpoint("ca.issue.after_sign")
-        now = self.clock()
+        row, event, issued = self.ca.issued_record(
+            issuer=issuer,
+            certificate=certificate,
+            identifier=identifier,
+            kind=kind,
+            user_number=user_number,
+            device_id=device_id,
+            spki_sha256=fingerprint,
+            enrollment_id=enrollment_id,
+            app_id=app_id,
+        )
+        spent = None if jti is None else (jti, row["issued_at"] + 2 * self.ca.policy.signed_request_max_age)
         try:
-            async with self.ca.db.transaction() as session:
-                repository = CaRepository(session)
-                if jti is not None and not await repository.use_jti(
-                    jti, now + 2 * self.ca.policy.signed_request_max_age
-                ):
-                    raise SignedRequestReplayed("this signed request was already used")
-                issued = await self.ca.store_issued(
-                    session,
-                    issuer=issuer,
-                    certificate=certificate,
-                    identifier=identifier,
-                    kind=kind,
-                    user_number=user_number,
-                    device_id=device_id,
-                    spki_sha256=fingerprint,
-                    enrollment_id=enrollment_id,
-                    app_id=app_id,
-                )
-                if advance is not None:
-                    from_state, to_state, column = advance
-                    assert enrollment_id is not None
-                    moved = await repository.advance_enrollment(
-                        enrollment_id, from_state, state=to_state, updated_at=now, **{column: issued.serial}
-                    )
-                    if not moved:
-                        raise WrongEnrollmentState("a twin request completed this step first")
-        except IntegrityError:
+            await issuance.record_issued(self.ca.db, self.ca.outbox, row, event, jti=spent, advance=advance)
+        except issuance.RequestIdUsed:
+            raise SignedRequestReplayed("this signed request was already used") from None
+        except issuance.PublicKeyTaken:
             raise PublicKeyReused("this public key was certified meanwhile") from None
+        except issuance.EnrollmentMoved:
+            raise WrongEnrollmentState("a twin request completed this step first") from None
         log.info("certificate issued", extra={"serial": issued.serial, "kind": kind, "issuer": issuer.id})
         return issued
 

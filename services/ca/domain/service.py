@@ -18,7 +18,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tsunagu.ca.domain import profiles
 from tsunagu.ca.domain.authorities import Authority, Hierarchy
@@ -288,9 +287,8 @@ class CertificateAuthority:
         )
         return issuer, certificate, identifier
 
-    async def store_issued(
+    def issued_record(
         self,
-        session: AsyncSession,
         *,
         issuer: Authority,
         certificate: x509.Certificate,
@@ -301,39 +299,38 @@ class CertificateAuthority:
         spki_sha256: str,
         enrollment_id: str | None = None,
         app_id: str | None = None,
-    ) -> IssuedCertificate:
-        """Record a signed certificate and its event in the caller's transaction."""
+    ) -> tuple[dict[str, Any], CertificateIssuedV1, IssuedCertificate]:
+        """What a signed certificate is recorded as: its row (``store.issuance.CERTIFICATE_COLUMNS``),
+        its event, and what the caller gets; the caller stores the first two in one transaction."""
         serial = serial_hex(certificate.serial_number)
-        await CaRepository(session).add_certificate(
+        row = {
+            "serial": serial,
+            "issuer_id": issuer.id,
+            "user_number": user_number,
+            "device_id": device_id,
+            "kind": kind,
+            "app_id": app_id,
+            "identifier_name": identifier,
+            "spki_sha256": spki_sha256,
+            "not_before": certificate.not_valid_before_utc,
+            "not_after": certificate.not_valid_after_utc,
+            "certificate_der": certificate.public_bytes(Encoding.DER),
+            "enrollment_id": enrollment_id,
+            "issued_at": self.clock(),
+        }
+        event = CertificateIssuedV1(
+            user_number=user_number,
             serial=serial,
             issuer_id=issuer.id,
-            user_number=user_number,
-            device_id=device_id,
             kind=kind,
+            device_id=device_id,
             app_id=app_id,
             identifier_name=identifier,
             spki_sha256=spki_sha256,
             not_before=certificate.not_valid_before_utc,
             not_after=certificate.not_valid_after_utc,
-            certificate_der=certificate.public_bytes(Encoding.DER),
-            enrollment_id=enrollment_id,
-            issued_at=self.clock(),
         )
-        await self.outbox.add(
-            session,
-            CertificateIssuedV1(
-                user_number=user_number,
-                serial=serial,
-                issuer_id=issuer.id,
-                kind=kind,
-                device_id=device_id,
-                app_id=app_id,
-                identifier_name=identifier,
-                spki_sha256=spki_sha256,
-                not_before=certificate.not_valid_before_utc,
-                not_after=certificate.not_valid_after_utc,
-            ),
-        )
-        return IssuedCertificate(
+        issued = IssuedCertificate(
             serial, kind, certificate, [a.certificate for a in self.hierarchy.chain(issuer.id)]
         )
+        return row, event, issued

@@ -168,6 +168,11 @@ async def certificate_by_serial(db: Database, serial: str) -> CertificateRecord 
     return _certificate(row) if row is not None else None
 
 
+def lock_key(name: str) -> int:
+    """The PostgreSQL advisory lock number of ``name``."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
 class CaRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -178,8 +183,7 @@ class CaRepository:
         """Serialise transactions on ``name`` until this one ends (PostgreSQL; SQLite writes are
         serialised anyway and the unique keys settle any race)."""
         if self.dialect == "postgresql":
-            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-            await self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            await self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(name)})
 
     # authorities
     async def authorities(self) -> list[AuthorityRecord]:
