@@ -43,6 +43,10 @@ class ConsumerSpec:
     topics: Sequence[str]
     handlers: Mapping[str, Handler]
     tables: EventTables
+    # How long a fetch may wait for records, when this group's events are not urgent (None: the
+    # service's ``kafka.fetch_max_wait_ms``). On tansu every fetch waits this long, so each
+    # consumer polls the broker 1000/max_wait times a second, busy or idle.
+    fetch_max_wait_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,13 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
     metrics = Metrics(settings.service_name)
     consumers = [
         *spec.consumers,
-        ConsumerSpec("diagnostics", [diagnostics.TOPIC], diagnostics.handlers(spec.metadata), spec.tables),
+        ConsumerSpec(
+            "diagnostics",
+            [diagnostics.TOPIC],
+            diagnostics.handlers(spec.metadata),
+            spec.tables,
+            fetch_max_wait_ms=diagnostics.FETCH_MAX_WAIT_MS,
+        ),
     ]
 
     @asynccontextmanager

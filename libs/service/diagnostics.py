@@ -23,6 +23,9 @@ from tsunagu.events.schemas.platform import DiagnosticPingV1
 from tsunagu.service.runtime import get_runtime
 
 TOPIC = DiagnosticPingV1.topic
+# A ping's receipts are not urgent (the demo and the smoke test wait seconds for them): every
+# service's diagnostics consumer polls the broker ten times less often than the urgent ones.
+FETCH_MAX_WAIT_MS = 500
 PING_PERMISSION = "diagnostics:ping"
 READ_PERMISSION = "diagnostics:read"
 

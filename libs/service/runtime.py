@@ -134,7 +134,10 @@ async def _run_consumer(runtime: ServiceRuntime, spec: Any, producer: Any) -> No
     """Join the group (slow on some brokers, so off the readiness path) and consume until stopped."""
     settings = runtime.settings
     group = f"{settings.service_name}.{spec.name}"
-    kafka_consumer = make_consumer(settings.kafka, f"{group}-consumer", group, *spec.topics)
+    kafka = settings.kafka
+    if spec.fetch_max_wait_ms is not None:
+        kafka = kafka.model_copy(update={"fetch_max_wait_ms": spec.fetch_max_wait_ms})
+    kafka_consumer = make_consumer(kafka, f"{group}-consumer", group, *spec.topics)
     consumer = EventConsumer(
         name=group,
         consumer=kafka_consumer,

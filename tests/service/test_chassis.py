@@ -222,6 +222,15 @@ async def test_ping_travels_through_outbox_and_kafka_to_another_service_with_its
         assert json.loads(payload)["requestid"] == "req-ping-000001"
         metrics = (await consent_client.get("/metrics")).text
         assert 'tsunagu_consumer_events_total{consumer="consent.diagnostics",outcome="applied"}' in metrics
+        # The diagnostics group is not urgent: its fetches wait longer than the service's own
+        # groups' (on tansu every fetch waits its full time, so this is how often it polls).
+        waits = {
+            consumer.name: consumer.consumer._fetch_max_wait_ms
+            for app in (ca_app, consent_app)
+            for consumer in app.state.runtime.consumers
+        }
+        assert waits.pop("ca.diagnostics") == waits.pop("consent.diagnostics") == 500
+        assert waits and set(waits.values()) == {kafka_settings.fetch_max_wait_ms}, waits
 
 
 def test_every_service_is_listed():
