@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -63,16 +63,15 @@ class Advance:
 
 
 SERIAL_COLUMNS = ("signing_serial", "authentication_serial")
-_ENROLLMENT_FIELDS = (
-    "id",
-    "challenge",
-    "state",
-    "expires_at",
-    "user_number",
-    "device_id",
-    "signing_serial",
-    "authentication_serial",
-)
+_ENROLLMENT_FIELDS = tuple(field.name for field in fields(EnrollmentRecord))
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    """``INSERT INTO table (columns) VALUES ($1, …)`` for asyncpg."""
+    placeholders = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608 (constants)
+
+
 _ENROLLMENT = f"SELECT {', '.join(_ENROLLMENT_FIELDS)} FROM enrollment WHERE id = $1"  # noqa: S608 (constants)
 _NEW_ENROLLMENT = (
     "INSERT INTO enrollment (id, challenge, state, created_at, expires_at, updated_at)"
@@ -88,10 +87,7 @@ _USE_JTI = "INSERT INTO request_jti (jti, expires_at) VALUES ($1, $2) ON CONFLIC
 CERTIFICATE_COLUMNS = tuple(
     column.name for column in certificate_table.c if not column.name.startswith(("revoked", "revocation"))
 )
-_INSERT_CERTIFICATE = (
-    f"INSERT INTO certificate ({', '.join(CERTIFICATE_COLUMNS)})"  # noqa: S608 (constants)
-    f" VALUES ({', '.join(f'${n}' for n in range(1, len(CERTIFICATE_COLUMNS) + 1))})"
-)
+_INSERT_CERTIFICATE = _insert("certificate", CERTIFICATE_COLUMNS)
 _ADVANCE = {
     column: f"UPDATE enrollment SET state = $3, updated_at = $4, {column} = $5"  # noqa: S608 (a fixed list)
     " WHERE id = $1 AND state = $2"
@@ -117,10 +113,7 @@ _PROOFED = (
     "UPDATE enrollment SET state = 'proofed', user_number = $2, device_id = $3, updated_at = $4"
     " WHERE id = $1 AND state = 'started'"
 )
-_INSERT_PROOFING = (
-    f"INSERT INTO proofing_record ({', '.join(PROOFING_COLUMNS)})"  # noqa: S608 (constants)
-    f" VALUES ({', '.join(f'${n}' for n in range(1, len(PROOFING_COLUMNS) + 1))})"
-)
+_INSERT_PROOFING = _insert("proofing_record", PROOFING_COLUMNS)
 
 
 def _enrollment(values: Any) -> EnrollmentRecord:
@@ -272,11 +265,12 @@ class _DirectProof:
         return bool(row[0]), None if row[0] else row[1]
 
     async def add_card(self, serial: str, user_number: str, now: datetime) -> bool:
-        return bool(await self.connection.execute(_ADD_CARD, serial, user_number, now) == "INSERT 0 1")
+        status: str = await self.connection.execute(_ADD_CARD, serial, user_number, now)
+        return status == "INSERT 0 1"
 
     async def proofed(self, enrollment_id: str, user_number: str, device_id: str, now: datetime) -> bool:
-        status = await self.connection.execute(_PROOFED, enrollment_id, user_number, device_id, now)
-        return bool(status == "UPDATE 1")
+        status: str = await self.connection.execute(_PROOFED, enrollment_id, user_number, device_id, now)
+        return status == "UPDATE 1"
 
     async def add_proofing_record(self, row: dict[str, Any]) -> None:
         await self.connection.execute(_INSERT_PROOFING, *(row[name] for name in PROOFING_COLUMNS))
